@@ -1,0 +1,123 @@
+"""Side-by-side speed and memory figures: ``python -m avalanche_rm.bench``.
+
+Everything is measured in one run on this machine and printed as ratios
+against plain torch, so the numbers do not depend on how fast the host is.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from .hardware import get_preset, list_presets, write_verify
+from .nn import convert_to_hybrid
+
+
+def _median_time(fn, repeats: int, inner: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t) / inner)
+    return statistics.median(times)
+
+
+def _interleaved(fa, fb, repeats: int = 7, inner: int = 10) -> tuple[float, float]:
+    """Median times of two callables, alternated so that machine load hits both alike."""
+    ta, tb = [], []
+    for _ in range(repeats):
+        ta.append(_median_time(fa, 1, inner))
+        tb.append(_median_time(fb, 1, inner))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def module_bytes(m: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
+
+
+def bench_forward(preset: str, device: torch.device) -> list[tuple[str, float, float, float]]:
+    rows = []
+    for label, make, x in (("MLP 512-512-512-10, batch 256", mlp, torch.randn(256, 512)),
+                           ("CNN 2 conv + 1 fc, 32x32x3, batch 64", small_cnn, torch.randn(64, 3, 32, 32))):
+        torch.manual_seed(0)
+        plain = make().to(device).eval()
+        x = x.to(device)
+        hyb = convert_to_hybrid(plain, get_preset(preset)).to(device)
+        hyb.program(seed=0)
+        hyb.eval()
+        with torch.no_grad():
+            tp, th = _interleaved(lambda: plain(x), lambda: hyb(x))
+            hyb.set_analog_noise(False)
+            _, th_nn = _interleaved(lambda: plain(x), lambda: hyb(x))
+        rows.append((label, tp * 1e3, th / tp, th_nn / tp))
+    return rows
+
+
+def bench_programming(n_cells: int, device: torch.device) -> list[tuple[str, float, float, float]]:
+    rows = []
+    for name in list_presets():
+        d = get_preset(name).device
+        gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(0)
+        target = (d.g_min_us + torch.rand(n_cells, generator=gen, device=gen.device) * d.g_range_us).to(device)
+        start = torch.full_like(target, d.g_min_us)
+        write_verify(d, start[:1000], target[:1000], gen)
+        t = time.perf_counter()
+        rep = write_verify(d, start, target, gen).report
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t
+        rows.append((name, n_cells / dt / 1e6, rep.pulses_per_cell, rep.success_rate))
+    return rows
+
+
+def bench_memory(preset: str) -> list[tuple[str, float]]:
+    rows = []
+    for label, make in (("MLP 512-512-512-10", mlp), ("small CNN", small_cnn)):
+        for p in (preset, "rram-generic"):
+            plain = make()
+            hyb = convert_to_hybrid(plain, get_preset(p))
+            rows.append((f"{label} on {p} ({get_preset(p).crossbar.mapping})", module_bytes(hyb) / module_bytes(plain)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--preset", default="paper-180nm")
+    ap.add_argument("--cells", type=int, default=2_000_000, help="cells per programming benchmark")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}, preset {args.preset}\n")
+    print("forward time, hybrid / plain torch (eval, no_grad; ledger on)")
+    print(f"  {'model':<40s} {'plain ms':>9s} {'hybrid/plain':>13s} {'no read noise':>14s}")
+    for label, tp, r, r_nn in bench_forward(args.preset, dev):
+        print(f"  {label:<40s} {tp:9.3f} {r:12.2f}x {r_nn:13.2f}x")
+    print("\nwrite-verify programming throughput (cells start at g_min, uniform targets)")
+    print(f"  {'preset':<14s} {'Mcells/s':>9s} {'pulses/cell':>12s} {'in window':>10s}")
+    for name, mcps, ppc, ok in bench_programming(args.cells, dev):
+        print(f"  {name:<14s} {mcps:9.2f} {ppc:12.2f} {100 * ok:9.2f}%")
+    print("\nmodule memory (parameters + buffers), hybrid / plain")
+    for label, r in bench_memory(args.preset):
+        print(f"  {label:<52s} {r:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

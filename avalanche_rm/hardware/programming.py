@@ -1,0 +1,179 @@
+"""Iterative write-verify programming of resistive-memory cells, vectorised.
+
+Each round, every cell still outside the acceptance window gets one write
+pulse and one verify read; converged cells drop out (index compaction), so the
+cost of a round follows the number of cells still being programmed, not the
+array size. Stuck cells never move; they burn pulses until the iteration limit
+unless their stuck value already lies inside the window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .device import RMDeviceConfig, prog_sigma_us
+
+
+@dataclass
+class ProgrammingReport:
+    """Summary of one programming job (plain numbers, JSON-friendly)."""
+
+    cells: int = 0
+    pulses: int = 0
+    verify_reads: int = 0
+    failed_cells: int = 0
+    energy_pj: float = 0.0
+    pulse_energy_pj: float = 0.0
+    verify_energy_pj: float = 0.0
+    latency_ns: float = 0.0
+    error_rms_us: float = 0.0
+    pulse_histogram: list[int] = field(default_factory=list)
+    failed_per_layer: dict[str, int] = field(default_factory=dict)
+
+    def __iadd__(self, other: "ProgrammingReport") -> "ProgrammingReport":
+        n0, n1 = self.cells, other.cells
+        ssq = self.error_rms_us ** 2 * n0 + other.error_rms_us ** 2 * n1
+        for f in ("cells", "pulses", "verify_reads", "failed_cells", "energy_pj", "pulse_energy_pj",
+                  "verify_energy_pj", "latency_ns"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.error_rms_us = (ssq / max(n0 + n1, 1)) ** 0.5
+        h = list(self.pulse_histogram)
+        for i, c in enumerate(other.pulse_histogram):
+            if i < len(h):
+                h[i] += c
+            else:
+                h.append(c)
+        self.pulse_histogram = h
+        for k, v in other.failed_per_layer.items():
+            self.failed_per_layer[k] = self.failed_per_layer.get(k, 0) + v
+        return self
+
+    @property
+    def pulses_per_cell(self) -> float:
+        return self.pulses / self.cells if self.cells else 0.0
+
+    @property
+    def success_rate(self) -> float:
+        return 1.0 - self.failed_cells / self.cells if self.cells else 1.0
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["pulses_per_cell"] = self.pulses_per_cell
+        d["success_rate"] = self.success_rate
+        return d
+
+
+@dataclass
+class WriteVerifyResult:
+    """Per-cell outcome of :func:`write_verify` (tensors) plus the report."""
+
+    g_us: torch.Tensor
+    pulses: torch.Tensor
+    failed: torch.Tensor
+    report: ProgrammingReport
+
+
+def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: torch.Tensor,
+                 generator: torch.Generator, fault_code: torch.Tensor | None = None,
+                 parallel_cells: int = 128) -> WriteVerifyResult:
+    """Program cells from ``g_start_us`` towards ``g_target_us`` (flat tensors of equal size).
+
+    Pulse model: ``g <- clamp(g + write_gain * (target - g) + N(0, sigma(target)))``.
+    Verify reads see ``read_noise_sigma_us``; a cell stops when its *read*
+    value is within ``wv_tolerance_us`` of the target. Every cell gets one
+    initial verify read even if it needs no pulse.
+
+    Latency: ``parallel_cells`` consecutive cells are programmed together (one
+    row at a time, as row-parallel write schemes do); a group takes as many
+    pulse+verify rounds as its slowest cell.
+    """
+    if g_start_us.shape != g_target_us.shape:
+        raise ValueError(f"g_start_us shape {tuple(g_start_us.shape)} != g_target_us shape "
+                         f"{tuple(g_target_us.shape)}")
+    if not torch.isfinite(g_target_us).all():
+        raise ValueError("g_target_us contains NaN or Inf")
+    dev = g_target_us.device
+    target = g_target_us.reshape(-1).to(torch.float32)
+    g = g_start_us.reshape(-1).to(device=dev, dtype=torch.float32).clone()
+    n = target.numel()
+    stuck_all = None
+    if fault_code is not None:
+        fault_code = fault_code.reshape(-1).to(dev)
+        g = torch.where(fault_code == 1, torch.full_like(g, device.g_min_us), g)
+        g = torch.where(fault_code == 2, torch.full_like(g, device.g_max_us), g)
+        if bool((fault_code != 0).any()):
+            stuck_all = fault_code != 0
+    pulses = torch.zeros(n, dtype=torch.int32, device=dev)
+    sigma_read = device.read_noise_sigma_us
+    tol = device.wv_tolerance_us
+    # verify decides on noisy reads: a guard band keeps mis-accepted cells rare
+    tol_verify = max(tol - device.verify_guard_sigmas * sigma_read, 0.25 * tol)
+    g_lo, g_hi, gain = device.g_min_us, device.g_max_us, device.write_gain
+    const_sigma = device.prog_noise_poly_us is None or len(device.prog_noise_poly_us) == 1
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=generator.device).to(dev)
+
+    reading = g if sigma_read == 0 else g + sigma_read * randn(n)
+    sum_g_verify = g.sum()
+    n_verify = n
+    idx = torch.nonzero((reading - target).abs() > tol_verify).squeeze(1)
+    del reading
+    ga, ta = g[idx], target[idx]
+    if const_sigma:
+        sa = float(prog_sigma_us(device, torch.zeros(1, device=dev))[0])
+    else:
+        sa = prog_sigma_us(device, ta)
+    st = stuck_all[idx] if stuck_all is not None else None
+    sum_g_pulse = torch.zeros((), device=dev)
+    n_pulse_events = 0
+    k = 0
+    while k < device.wv_max_iterations and idx.numel() > 0:
+        k += 1
+        m = idx.numel()
+        sum_g_pulse = sum_g_pulse + ga.sum()
+        n_pulse_events += m
+        noise = randn(2 if sigma_read > 0 else 1, m)
+        new = torch.lerp(ga, ta, gain).add_(noise[0].mul_(sa)).clamp_(g_lo, g_hi)
+        if st is not None:
+            new = torch.where(st, ga, new)
+        sum_g_verify = sum_g_verify + new.sum()
+        n_verify += m
+        reading = new if sigma_read == 0 else new + noise[1].mul_(sigma_read)
+        keep = (reading - ta).abs_() > tol_verify
+        done = ~keep
+        done_idx = idx[done]
+        g[done_idx] = new[done]
+        pulses[done_idx] = k
+        idx, ga, ta = idx[keep], new[keep], ta[keep]
+        if not const_sigma:
+            sa = sa[keep]
+        if st is not None:
+            st = st[keep]
+    if idx.numel() > 0:
+        g[idx] = ga
+        pulses[idx] = k
+
+    v2p = device.pulse_voltage_v ** 2
+    e_pulse = (v2p * device.pulse_width_ns * 1e-3) * sum_g_pulse + n_pulse_events * v2p * device.wire_capacitance_ff * 1e-3
+    e_verify = (device.verify_voltage_v ** 2 * device.verify_time_ns * 1e-3) * sum_g_verify \
+        + n_verify * device.verify_sense_energy_pj
+    failed = (g - target).abs() > tol
+    n_pulses = int(pulses.sum())
+    pad = (-n) % parallel_cells
+    grouped = torch.nn.functional.pad(pulses, (0, pad)).view(-1, parallel_cells)
+    rounds = grouped.amax(dim=1).sum().item()
+    n_groups = grouped.shape[0]
+    round_ns = device.pulse_width_ns + device.verify_time_ns
+    latency = n_groups * device.verify_time_ns + rounds * round_ns
+    hist = torch.bincount(pulses.to(torch.int64)).tolist() if n else []
+    err = g - target
+    e_p, e_v = float(e_pulse), float(e_verify)
+    report = ProgrammingReport(
+        cells=n, pulses=n_pulses, verify_reads=int(n_verify), failed_cells=int(failed.sum()),
+        energy_pj=e_p + e_v, pulse_energy_pj=e_p, verify_energy_pj=e_v, latency_ns=float(latency),
+        error_rms_us=float(err.pow(2).mean().sqrt()) if n else 0.0, pulse_histogram=hist,
+    )
+    return WriteVerifyResult(g.view_as(g_target_us), pulses.view(g_target_us.shape), failed.view(g_target_us.shape),
+                             report)

@@ -1,0 +1,468 @@
+"""Hybrid layers: a frozen analogue base on RM crossbars plus digital LoRA branches.
+
+The analogue base is held in buffers (programmed conductances and target
+levels), never in parameters: Avalanche puts every parameter into the
+optimiser and EWC/SI iterate them. LoRA factors are ``nn.Parameter``s keyed by
+adapter name, PEFT style (``lora_A[name]``, ``lora_B[name]``).
+
+Forward: ``y = analogue(W x) + sum_active scaling * B(A x) + bias``. The
+analogue part goes through DAC quantisation, per-tile MVM with read noise and
+ADC quantisation; its backward pass is the straight-through transpose of the
+programmed weights (a transposed crossbar read, charged as such).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..costs.ledger import CostLedger
+from ..hardware import crossbar as xb
+from ..hardware.config import HardwareConfig
+from ..hardware.device import (
+    apply_drift,
+    drift_nu,
+    fault_mask,
+    level_dtype,
+    level_to_conductance,
+    quantize_to_levels,
+)
+from ..hardware.digital import fake_quantize
+from ..hardware.programming import ProgrammingReport, write_verify
+
+
+def _sub_seed(seed: int, *tags: object) -> int:
+    """Stable 63-bit seed derived from a chip seed and tags (layer name, purpose)."""
+    h = hashlib.blake2b(repr((int(seed),) + tags).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    gen_dev = device if device.type == "cuda" else torch.device("cpu")
+    g = torch.Generator(device=gen_dev)
+    g.manual_seed(seed)
+    return g
+
+
+def check_tensor(name: str, x: torch.Tensor, features: int, dim: int) -> None:
+    """Raise ``ValueError`` naming the layer for a wrong shape, dtype or non-finite input."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: input must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: input dtype must be floating point, got {x.dtype}")
+    if x.dim() == 0 or x.shape[dim] != features:
+        raise ValueError(f"{name}: expected {features} features on dim {dim}, got shape {tuple(x.shape)}")
+    # one reduction instead of an elementwise mask: NaN/Inf propagate into the sum
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
+        raise ValueError(f"{name}: input contains NaN or Inf")
+
+
+class _AnalogMatmul(torch.autograd.Function):
+    """Analogue forward, straight-through transposed backward (charged to the ledger)."""
+
+    @staticmethod
+    def forward(ctx, x, layer: "_HybridBase"):  # type: ignore[override]
+        ctx.layer = layer
+        return layer._analog_forward(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        layer: _HybridBase = ctx.layer
+        layer._charge_backward(grad_out.shape[0])
+        return grad_out @ layer.effective_weight(), None
+
+
+class _HybridBase(nn.Module):
+    """Shared machinery of :class:`HybridLinear` and :class:`HybridConv2d` (2-D weight view)."""
+
+    out_features: int
+    in_flat: int
+
+    def _init_base(self, weight2d: torch.Tensor, bias: torch.Tensor | None, hardware: HardwareConfig,
+                   name: str) -> None:
+        if not isinstance(hardware, HardwareConfig):
+            raise ValueError(f"hardware must be a HardwareConfig, got {type(hardware).__name__}")
+        if not torch.isfinite(weight2d).all():
+            raise ValueError(f"{name or type(self).__name__}: weight contains NaN or Inf")
+        if bias is not None and not torch.isfinite(bias).all():
+            raise ValueError(f"{name or type(self).__name__}: bias contains NaN or Inf")
+        self.hardware = hardware
+        self.layer_name = name
+        self.ledger: CostLedger = CostLedger()
+        dev, xbar = hardware.device, hardware.crossbar
+        w = weight2d.detach().to(torch.float32)
+        self.grid = xb.tile_grid(xbar, self.out_features, self.in_flat)
+        scale = xb.weight_scale_us(xbar, dev, w)
+        # cells are stored input-major, [cells_per_weight, in, out]: a tile is then a free view
+        g_t = xb.weight_to_conductance(xbar, dev, w, scale).transpose(1, 2).contiguous()
+        target = g_t if dev.n_levels is None else quantize_to_levels(dev, g_t).to(level_dtype(dev.n_levels))
+        self.register_buffer("scale_us", scale)
+        self.register_buffer("target", target)
+        # a fresh array sits at g_min (formed and reset) until programmed
+        self.register_buffer("g_us", torch.full_like(g_t, dev.g_min_us))
+        self.register_buffer("g_row_sum_us", torch.zeros(self.in_flat))
+        self.register_buffer("adc_fs_us", torch.ones(()))
+        self.register_buffer("age_s", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("chip_seed", torch.full((), -1, dtype=torch.int64))
+        self.register_buffer("drift_calls", torch.zeros((), dtype=torch.int64))
+        if bias is not None:
+            self.register_buffer("bias", bias.detach().to(torch.float32).clone())
+        else:
+            self.bias = None
+        self.lora_A = nn.ParameterDict()
+        self.lora_B = nn.ParameterDict()
+        self.r: dict[str, int] = {}
+        self.lora_alpha: dict[str, float] = {}
+        self.scaling: dict[str, float] = {}
+        self.active_adapters: list[str] = []
+        self.analog_noise = True
+
+    # ------------------------------------------------------------ properties
+    @property
+    def programmed(self) -> bool:
+        return int(self.chip_seed) >= 0
+
+    @property
+    def cells(self) -> int:
+        return self.g_us.numel()
+
+    def target_conductance(self) -> torch.Tensor:
+        dev = self.hardware.device
+        if dev.n_levels is None:
+            return self.target
+        return level_to_conductance(dev, self.target)
+
+    def _to_weight(self, g_us: torch.Tensor) -> torch.Tensor:
+        hw = self.hardware
+        return (xb.delta_conductance(hw.crossbar, hw.device, g_us) / self.scale_us).t()
+
+    def effective_weight(self) -> torch.Tensor:
+        """Weights the programmed (and drifted) conductances encode, ``[out, in_flat]``."""
+        return self._to_weight(self.g_us)
+
+    def target_weight(self) -> torch.Tensor:
+        """Weights the target levels encode (what perfect programming would give)."""
+        return self._to_weight(self.target_conductance())
+
+    # ------------------------------------------------------------ programming
+    def _fault_code(self, seed: int) -> torch.Tensor:
+        gen = _generator(_sub_seed(seed, self.layer_name, "faults"), self.g_us.device)
+        return fault_mask(self.hardware.device, self.cells, gen, self.g_us.device).view_as(self.g_us)
+
+    def program(self, seed: int, phase: str = "deploy") -> ProgrammingReport:
+        """Write-verify every cell from its current state to its target; charge the ledger."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        gen = _generator(_sub_seed(seed, self.layer_name, "program"), self.g_us.device)
+        result = write_verify(self.hardware.device, self.g_us, self.target_conductance(), gen,
+                              fault_code=self._fault_code(seed),
+                              parallel_cells=self.hardware.crossbar.program_parallel_cells)
+        self.g_us.copy_(result.g_us)
+        self.chip_seed.fill_(seed)
+        self.age_s.zero_()
+        self.drift_calls.zero_()
+        self._refresh_adc()
+        rep = result.report
+        rep.failed_per_layer = {self.layer_name: rep.failed_cells}
+        self._charge_programming(rep, phase)
+        return rep
+
+    def reprogram_weight(self, new_weight2d: torch.Tensor, phase: str = "deploy") -> ProgrammingReport:
+        """Change the analogue base to ``new_weight2d`` by write-verify from the current state.
+
+        The per-tensor/column scales are kept, so cells whose target level does
+        not change need only their verify read. Weights outside the programmable
+        range are clipped to the window.
+        """
+        if not self.programmed:
+            raise RuntimeError(f"{self.layer_name}: program() the layer before reprogramming it")
+        if tuple(new_weight2d.shape) != (self.out_features, self.in_flat):
+            raise ValueError(f"{self.layer_name}: new weight shape {tuple(new_weight2d.shape)} != "
+                             f"{(self.out_features, self.in_flat)}")
+        if not torch.isfinite(new_weight2d).all():
+            raise ValueError(f"{self.layer_name}: new weight contains NaN or Inf")
+        hw = self.hardware
+        g_t = xb.weight_to_conductance(hw.crossbar, hw.device, new_weight2d.detach().float(), self.scale_us)
+        g_t = g_t.transpose(1, 2).contiguous()
+        target = g_t if hw.device.n_levels is None else quantize_to_levels(hw.device, g_t).to(self.target.dtype)
+        seed = int(self.chip_seed)
+        calls = int(self.drift_calls) + 1
+        gen = _generator(_sub_seed(seed, self.layer_name, "reprogram", calls), self.g_us.device)
+        self.target.copy_(target)
+        result = write_verify(hw.device, self.g_us, self.target_conductance(), gen,
+                              fault_code=self._fault_code(seed), parallel_cells=hw.crossbar.program_parallel_cells)
+        self.g_us.copy_(result.g_us)
+        self.drift_calls.fill_(calls)
+        self.age_s.zero_()
+        self._refresh_adc()
+        rep = result.report
+        rep.failed_per_layer = {self.layer_name: rep.failed_cells}
+        self._charge_programming(rep, phase)
+        return rep
+
+    def _charge_programming(self, rep: ProgrammingReport, phase: str) -> None:
+        phase = self.ledger.current_phase(phase)
+        self.ledger.add(phase, energy_pj=rep.energy_pj, energy_program_pj=rep.energy_pj,
+                        latency_ns=rep.latency_ns, pulses=rep.pulses, verify_reads=rep.verify_reads,
+                        cells_programmed=rep.cells, failed_cells=rep.failed_cells)
+        self.ledger.log_event("program", phase, layer=self.layer_name, cells=rep.cells, pulses=rep.pulses,
+                              failed_cells=rep.failed_cells, energy_pj=rep.energy_pj)
+
+    def _tiles(self) -> torch.Tensor:
+        hw = self.hardware
+        dg = xb.delta_conductance(hw.crossbar, hw.device, self.g_us)
+        if self.grid.n_in_tiles == 1:
+            return dg.unsqueeze(0)
+        return xb.tile_layout(dg, self.grid, hw.crossbar.rows)
+
+    def _refresh_adc(self) -> None:
+        """Recalibrate the ADC range and cache per-row conductance sums after any write or drift."""
+        self.adc_fs_us.copy_(xb.adc_full_scale_us(self.hardware.crossbar, self._tiles()))
+        self.g_row_sum_us.copy_(self.g_us.sum(dim=(0, 2)))
+
+    def drift(self, seconds: float) -> None:
+        """Age the programmed cells by ``seconds`` more (stuck cells do not move)."""
+        if not self.programmed:
+            raise RuntimeError(f"{self.layer_name}: program() the layer before drifting it")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or seconds < 0:
+            raise ValueError(f"drift seconds must be a finite number >= 0, got {seconds!r}")
+        if seconds == 0:
+            return
+        dev = self.hardware.device
+        seed = int(self.chip_seed)
+        calls = int(self.drift_calls) + 1
+        t0 = float(self.age_s)
+        gen = _generator(_sub_seed(seed, self.layer_name, "drift", calls), self.g_us.device)
+        nu = None
+        if dev.drift_model == "power_law":
+            nu_gen = _generator(_sub_seed(seed, self.layer_name, "nu"), self.g_us.device)
+            nu = drift_nu(dev, self.cells, nu_gen).to(self.g_us.device).view_as(self.g_us)
+        new = apply_drift(dev, self.g_us.clone(), t0, t0 + float(seconds), gen, nu)
+        stuck = self._fault_code(seed) != 0
+        self.g_us.copy_(torch.where(stuck, self.g_us, new))
+        self.age_s.fill_(t0 + float(seconds))
+        self.drift_calls.fill_(calls)
+        self._refresh_adc()
+
+    # ------------------------------------------------------------ adapters
+    def _lora_shapes(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        raise NotImplementedError
+
+    def update_layer(self, name: str, rank: int, alpha: float, rank_scaling: bool = True,
+                     generator: torch.Generator | None = None) -> None:
+        """Add LoRA branch ``name`` (A Kaiming-uniform, B zeros: outputs unchanged at creation)."""
+        if name in self.lora_A:
+            raise ValueError(f"{self.layer_name}: adapter {name!r} already exists")
+        a_shape, b_shape = self._lora_shapes(rank)
+        ref = self.g_us
+        a = torch.empty(a_shape, device=ref.device, dtype=torch.float32)
+        fan_in = math.prod(a_shape[1:])
+        bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) bound
+        a.uniform_(-bound, bound, generator=generator)
+        self.lora_A[name] = nn.Parameter(a)
+        self.lora_B[name] = nn.Parameter(torch.zeros(b_shape, device=ref.device, dtype=torch.float32))
+        self.r[name] = rank
+        self.lora_alpha[name] = float(alpha)
+        self.scaling[name] = float(alpha) / rank if rank_scaling else float(alpha)
+
+    def delete_adapter(self, name: str) -> None:
+        if name not in self.lora_A:
+            raise ValueError(f"{self.layer_name}: no adapter named {name!r}")
+        del self.lora_A[name]
+        del self.lora_B[name]
+        for d in (self.r, self.lora_alpha, self.scaling):
+            d.pop(name, None)
+        self.active_adapters = [a for a in self.active_adapters if a != name]
+
+    def set_adapter(self, names: Iterable[str]) -> None:
+        names = list(names)
+        self.active_adapters = [n for n in names if n in self.lora_A]
+
+    def get_delta_weight(self, name: str) -> torch.Tensor:
+        """The adapter's contribution as a dense ``[out, in_flat]`` weight (quantised as stored)."""
+        bits = self.hardware.digital.adapter_bits
+        a = fake_quantize(self.lora_A[name], bits).reshape(self.r[name], -1)
+        b = fake_quantize(self.lora_B[name], bits).reshape(self.out_features, self.r[name])
+        return (b @ a) * self.scaling[name]
+
+    # ------------------------------------------------------------ compute
+    def _analog_forward(self, x2: torch.Tensor) -> torch.Tensor:
+        hw = self.hardware
+        xbar, dev = hw.crossbar, hw.device
+        xn, alpha = xb.dac_quantize(xbar, x2)
+        partial = xb.analog_mvm(xbar, dev, xn, self._tiles(), self.grid, self.adc_fs_us, None,
+                                read_noise=self.analog_noise)
+        self._charge_forward(xn, x2.shape[0])
+        return partial * (alpha / self.scale_us)
+
+    def _phase(self) -> str:
+        return self.ledger.current_phase("train" if (self.training and torch.is_grad_enabled()) else "infer")
+
+    def _charge_forward(self, xn: torch.Tensor, n: int) -> None:
+        if not self.ledger.enabled:
+            return
+        hw = self.hardware
+        cpw = hw.crossbar.cells_per_weight
+        c = xb.mvm_cost(hw.crossbar, hw.device, xn, self.g_row_sum_us, self.grid, n, cpw)
+        e = c.cell_energy_pj + c.dac_energy_pj + c.adc_energy_pj
+        self.ledger.add(self._phase(), energy_pj=e, energy_analog_pj=c.cell_energy_pj, energy_dac_pj=c.dac_energy_pj,
+                        energy_adc_pj=c.adc_energy_pj, latency_ns=c.latency_ns, analog_macs=c.analog_macs,
+                        dac_conversions=c.dac_conversions, adc_conversions=c.adc_conversions)
+
+    def _charge_backward(self, n: int) -> None:
+        """Transposed read for the input gradient: DACs on columns, ADCs on rows."""
+        if not self.ledger.enabled:
+            return
+        hw = self.hardware
+        xbar = hw.crossbar
+        g = self.grid
+        macs = n * self.in_flat * self.out_features * xbar.cells_per_weight
+        dac = n * self.out_features * g.n_in_tiles
+        adc = n * self.in_flat * g.n_out_tiles
+        # inputs of a transposed read are gradients, not DAC-normalised activations: price them at
+        # full swing on the mean cell (an upper bound)
+        g_mean = self.g_row_sum_us.sum() / self.cells
+        cell_e = macs * hw.device.read_voltage_v ** 2 * g_mean * hw.device.read_time_ns * 1e-3
+        e = cell_e + dac * xbar.dac_energy_pj + adc * xbar.adc_energy_pj
+        lat = n * (hw.device.read_time_ns + xbar.col_mux * xbar.adc_time_ns)
+        # autograd runs backward with grad mode off, so the phase cannot be inferred from it
+        self.ledger.add(self.ledger.current_phase("train"), energy_pj=e, energy_analog_pj=cell_e, energy_dac_pj=dac * xbar.dac_energy_pj,
+                        energy_adc_pj=adc * xbar.adc_energy_pj, latency_ns=lat, analog_macs=macs,
+                        dac_conversions=dac, adc_conversions=adc)
+
+    def _charge_digital(self, n_vectors: int, n_params: int, macs_per_vector: int, act_per_vector: int,
+                        grad: bool) -> None:
+        if not self.ledger.enabled:
+            return
+        dig = self.hardware.digital
+        macs = n_vectors * macs_per_vector * (3 if grad else 1)  # backward: dA, dB and dx
+        sram_r = n_params * dig.adapter_bytes_per_param + n_vectors * act_per_vector * dig.activation_bytes
+        e_mac = macs * dig.mac_energy_pj
+        e_sram = sram_r * dig.sram_read_energy_pj_per_byte
+        lat = math.ceil(macs / dig.pe_count) * dig.mac_time_ns
+        self.ledger.add(self._phase(), energy_pj=e_mac + e_sram, energy_digital_pj=e_mac, energy_sram_pj=e_sram,
+                        digital_macs=macs, sram_read_bytes=sram_r, latency_ns=lat)
+
+    def _base(self, x2: torch.Tensor) -> torch.Tensor:
+        if not self.programmed:
+            raise RuntimeError(f"{self.layer_name}: the analogue base is not programmed yet; call program(seed)")
+        return _AnalogMatmul.apply(x2, self)
+
+    def adapter_parameters(self, names: Iterable[str] | None = None) -> list[nn.Parameter]:
+        names = list(self.lora_A) if names is None else [n for n in names if n in self.lora_A]
+        return [p for n in names for p in (self.lora_A[n], self.lora_B[n])]
+
+    def extra_repr(self) -> str:
+        hw = self.hardware
+        return (f"out={self.out_features}, in={self.in_flat}, tiles={self.grid.n_in_tiles}x{self.grid.n_out_tiles}, "
+                f"preset={hw.name}, adapters={list(self.lora_A)}, active={self.active_adapters}")
+
+
+class HybridLinear(_HybridBase):
+    """``nn.Linear`` with its weight on RM crossbars and LoRA branches in the digital unit."""
+
+    def __init__(self, in_features: int, out_features: int, hardware: HardwareConfig, bias: bool = True,
+                 weight: torch.Tensor | None = None, bias_value: torch.Tensor | None = None, name: str = "") -> None:
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(f"in_features and out_features must be > 0, got {in_features}, {out_features}")
+        self.in_features = in_features
+        self.in_flat = in_features
+        self.out_features = out_features
+        if weight is None:
+            ref = nn.Linear(in_features, out_features, bias=bias)
+            weight, bias_value = ref.weight, ref.bias
+        if tuple(weight.shape) != (out_features, in_features):
+            raise ValueError(f"weight shape {tuple(weight.shape)} != (out_features, in_features) = "
+                             f"{(out_features, in_features)}")
+        if bias and bias_value is None:
+            bias_value = torch.zeros(out_features)
+        self._init_base(weight, bias_value if bias else None, hardware, name)
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, hardware: HardwareConfig, name: str = "") -> "HybridLinear":
+        return cls(layer.in_features, layer.out_features, hardware, bias=layer.bias is not None,
+                   weight=layer.weight, bias_value=layer.bias, name=name)
+
+    def _lora_shapes(self, rank: int):
+        return (rank, self.in_features), (self.out_features, rank)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(self.layer_name or "HybridLinear", x, self.in_features, -1)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        y = self._base(x2)
+        if self.active_adapters:
+            bits = self.hardware.digital.adapter_bits
+            n_params = 0
+            macs = 0
+            acts = self.in_features + self.out_features
+            for name in self.active_adapters:
+                a = fake_quantize(self.lora_A[name], bits)
+                b = fake_quantize(self.lora_B[name], bits)
+                y = y + (x2 @ a.t()) @ b.t() * self.scaling[name]
+                n_params += a.numel() + b.numel()
+                macs += a.numel() + b.numel()
+                acts += self.r[name]
+            grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters(self.active_adapters))
+            self._charge_digital(x2.shape[0], n_params, macs, acts, grad and self.training)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+
+class HybridConv2d(_HybridBase):
+    """``nn.Conv2d`` (groups=1) lowered to crossbar MVMs by im2col, LoRA as conv(A) then 1x1 conv(B)."""
+
+    def __init__(self, conv: nn.Conv2d, hardware: HardwareConfig, name: str = "") -> None:
+        super().__init__()
+        if conv.groups != 1:
+            raise ValueError(f"{name or 'HybridConv2d'}: groups={conv.groups} is not supported (only groups=1)")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"{name or 'HybridConv2d'}: padding_mode={conv.padding_mode!r} is not supported")
+        if isinstance(conv.padding, str):
+            raise ValueError(f"{name or 'HybridConv2d'}: string padding {conv.padding!r} is not supported; "
+                             "give explicit integers")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride = tuple(conv.kernel_size), tuple(conv.stride)
+        self.padding, self.dilation = tuple(conv.padding), tuple(conv.dilation)
+        self.out_features = conv.out_channels
+        self.in_flat = conv.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self._init_base(conv.weight.reshape(conv.out_channels, -1), conv.bias, hardware, name)
+
+    def _lora_shapes(self, rank: int):
+        return (rank, self.in_channels, *self.kernel_size), (self.out_channels, rank, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(self.layer_name or "HybridConv2d", x, self.in_channels, -3)
+        if x.dim() != 4:
+            raise ValueError(f"{self.layer_name or 'HybridConv2d'}: expected a 4-D input, got shape {tuple(x.shape)}")
+        n, _, h, w = x.shape
+        kh, kw = self.kernel_size
+        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
+        x2 = cols.transpose(1, 2).reshape(-1, self.in_flat)
+        y = self._base(x2).reshape(n, ho * wo, self.out_channels).transpose(1, 2).reshape(n, self.out_channels, ho, wo)
+        if self.active_adapters:
+            bits = self.hardware.digital.adapter_bits
+            n_params = macs = 0
+            acts = self.in_flat + self.out_channels
+            for name in self.active_adapters:
+                a = fake_quantize(self.lora_A[name], bits)
+                b = fake_quantize(self.lora_B[name], bits)
+                h_ = F.conv2d(x, a, stride=self.stride, padding=self.padding, dilation=self.dilation)
+                y = y + F.conv2d(h_, b) * self.scaling[name]
+                n_params += a.numel() + b.numel()
+                macs += a.numel() + b.numel()
+                acts += self.r[name]
+            grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters(self.active_adapters))
+            self._charge_digital(n * ho * wo, n_params, macs, acts, grad and self.training)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y

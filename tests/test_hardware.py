@@ -1,0 +1,147 @@
+import math
+import pickle
+
+import pytest
+import torch
+
+from avalanche_rm.hardware import (CrossbarConfig, DigitalUnitConfig, HardwareConfig, RMDeviceConfig, get_preset,
+                                   list_presets, write_verify)
+from avalanche_rm.hardware.device import apply_drift, pulse_energy_pj
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_write_verify_lands_99_percent_and_reports_the_rest(name):
+    hw = get_preset(name)
+    d = hw.device
+    gen = torch.Generator().manual_seed(0)
+    target = d.g_min_us + torch.rand(50_000, generator=gen) * d.g_range_us
+    res = write_verify(d, torch.full_like(target, d.g_min_us), target, torch.Generator().manual_seed(1))
+    inside = (res.g_us - target).abs() <= d.wv_tolerance_us
+    assert inside.float().mean() >= 0.99
+    assert res.report.failed_cells == int((~inside).sum())
+    assert torch.equal(res.failed, ~inside)
+    assert res.report.pulses == int(res.pulses.sum())
+    assert res.report.cells == 50_000
+    assert sum(res.report.pulse_histogram) == 50_000
+    assert res.report.energy_pj > 0 and res.report.latency_ns > 0
+
+
+def test_write_verify_same_seed_same_result_and_seed_matters():
+    d = get_preset("paper-180nm").device
+    target = torch.linspace(d.g_min_us, d.g_max_us, 4096)
+    start = torch.full_like(target, d.g_min_us)
+    a = write_verify(d, start, target, torch.Generator().manual_seed(7))
+    b = write_verify(d, start, target, torch.Generator().manual_seed(7))
+    c = write_verify(d, start, target, torch.Generator().manual_seed(8))
+    assert torch.equal(a.g_us, b.g_us) and torch.equal(a.pulses, b.pulses)
+    assert a.report.energy_pj == b.report.energy_pj
+    assert not torch.equal(a.g_us, c.g_us)
+
+
+def test_programming_energy_scales_linearly_with_cells():
+    d = get_preset("paper-180nm").device
+    per_cell = []
+    for n in (20_000, 40_000, 80_000):
+        gen = torch.Generator().manual_seed(n)
+        target = d.g_min_us + torch.rand(n, generator=gen) * d.g_range_us
+        rep = write_verify(d, torch.full_like(target, d.g_min_us), target, torch.Generator().manual_seed(3)).report
+        per_cell.append(rep.energy_pj / n)
+    assert max(per_cell) / min(per_cell) < 1.03
+
+
+def test_cells_already_on_target_cost_only_a_verify_read():
+    d = get_preset("ideal").device
+    target = torch.full((1000,), 50.0)
+    rep = write_verify(d, target.clone(), target, torch.Generator().manual_seed(0)).report
+    assert rep.pulses == 0 and rep.verify_reads == 1000 and rep.pulse_energy_pj == 0
+
+
+def test_stuck_cells_fail_and_burn_pulses():
+    d = get_preset("paper-180nm").device
+    target = torch.full((100,), 60.0)
+    faults = torch.zeros(100, dtype=torch.int8)
+    faults[:10] = 1  # stuck at g_min = 20 uS, far from 60
+    res = write_verify(d, torch.full_like(target, 20.0), target, torch.Generator().manual_seed(0), fault_code=faults)
+    assert res.failed[:10].all() and not res.failed[10:].any()
+    assert (res.pulses[:10] == d.wv_max_iterations).all()
+    assert (res.g_us[:10] == d.g_min_us).all()
+
+
+def test_pulse_energy_formula_matches_neurosim():
+    d = RMDeviceConfig(pulse_voltage_v=2.0, pulse_width_ns=50.0, wire_capacitance_ff=0.0)
+    assert float(pulse_energy_pj(d, torch.tensor(50.0))) == pytest.approx(10.0)  # 2 V, 50 uS, 50 ns
+
+
+def test_drift_composes_and_refuses_going_back():
+    d = get_preset("pcm-like").device
+    g = torch.full((10_000,), 12.0)
+    nu = torch.full_like(g, 0.05)
+    gen = torch.Generator()
+    one = apply_drift(d, g, 0.0, 1000.0, gen, nu)
+    two = apply_drift(d, apply_drift(d, g, 0.0, 10.0, gen, nu), 10.0, 1000.0, gen, nu)
+    assert torch.allclose(one, two, rtol=1e-5)
+    assert (one < g).all()
+    with pytest.raises(ValueError, match="backwards"):
+        apply_drift(d, g, 10.0, 1.0, gen, nu)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("g_min_us", -1.0), ("g_max_us", 10.0), ("n_levels", 1), ("wv_max_iterations", 0), ("write_gain", 1.5),
+    ("sa0_rate", 1.2), ("drift_model", "magic"), ("pulse_width_ns", 0.0), ("g_max_us", float("nan")),
+    ("prog_noise_rel_sigma", -0.1), ("read_noise_sigma_us", float("inf")),
+])
+def test_bad_device_values_raise_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        RMDeviceConfig(**{field: value})
+
+
+def test_inverted_window_names_both_fields():
+    with pytest.raises(ValueError, match="g_max_us"):
+        RMDeviceConfig(g_min_us=80.0, g_max_us=20.0)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("rows", 0), ("cols", -4), ("mapping", "triple"), ("adc_bits", 1), ("dac_bits", 0), ("col_mux", 0),
+    ("adc_range_fraction", 2.0), ("adc_energy_pj", -1.0), ("weight_scale", "row"),
+])
+def test_bad_crossbar_values_raise_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        CrossbarConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field,value", [("adapter_bits", 1), ("sram_kib", 0.0), ("mac_energy_pj", -2.0),
+                                         ("pe_count", 0), ("vdd_v", -1.0)])
+def test_bad_digital_values_raise_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        DigitalUnitConfig(**{field: value})
+
+
+def test_g_zero_outside_window_is_refused():
+    with pytest.raises(ValueError, match="g_zero_us"):
+        HardwareConfig(device=RMDeviceConfig(), crossbar=CrossbarConfig(mapping="offset", g_zero_us=90.0))
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ValueError, match="paper-180nm"):
+        get_preset("no-such-chip")
+
+
+def test_presets_cite_sources_and_match_reference_chip():
+    for name in list_presets():
+        hw = get_preset(name)
+        assert len(hw.source) > 80, name
+    p = get_preset("paper-180nm")
+    assert (p.crossbar.rows, p.crossbar.cols) == (128, 128)
+    assert (p.device.g_min_us, p.device.g_max_us, p.crossbar.g_zero_us) == (20.0, 80.0, 50.0)
+    assert p.digital.tech_node_nm == 180.0
+
+
+def test_config_roundtrip_and_overrides():
+    hw = get_preset("paper-180nm", device={"read_noise_sigma_us": 0.5})
+    assert hw.device.read_noise_sigma_us == 0.5
+    assert HardwareConfig.from_dict(hw.to_dict()) == hw
+    assert pickle.loads(pickle.dumps(hw)) == hw
+    with pytest.raises(ValueError, match="bogus"):
+        HardwareConfig.from_dict({"device": {"bogus": 1}})
+    with pytest.raises(ValueError, match="n_levels"):
+        get_preset("paper-180nm", device={"n_levels": 1})
