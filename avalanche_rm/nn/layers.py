@@ -351,7 +351,36 @@ class _HybridBase(nn.Module):
     def _base(self, x2: torch.Tensor) -> torch.Tensor:
         if not self.programmed:
             raise RuntimeError(f"{self.layer_name}: the analogue base is not programmed yet; call program(seed)")
+        shadow = getattr(self, "weight_shadow", None)
+        if shadow is not None and shadow.requires_grad and torch.is_grad_enabled():
+            # full-weight training: the chip computes the output, gradients reach the digital shadow
+            with torch.no_grad():
+                y = self._analog_forward(x2)
+            lin = x2 @ shadow.t()
+            self._charge_weight_gradient(x2.shape[0])
+            return y + (lin - lin.detach())
         return _AnalogMatmul.apply(x2, self)
+
+    def enable_weight_training(self) -> nn.Parameter:
+        """Add a trainable digital shadow of the analogue weights (full-weight baselines).
+
+        The forward value still comes from the programmed cells; updates reach the
+        chip only when :meth:`reprogram_weight` writes the shadow back.
+        """
+        if getattr(self, "weight_shadow", None) is None:
+            self.weight_shadow = nn.Parameter(self.target_weight().detach().clone())
+        return self.weight_shadow
+
+    def _charge_weight_gradient(self, n: int) -> None:
+        """dW outer products in the digital unit plus the transposed analogue read for dx."""
+        if not self.ledger.enabled:
+            return
+        dig = self.hardware.digital
+        macs = n * self.in_flat * self.out_features
+        self.ledger.add(self.ledger.current_phase("train"), energy_pj=macs * dig.mac_energy_pj,
+                        energy_digital_pj=macs * dig.mac_energy_pj, digital_macs=macs,
+                        latency_ns=math.ceil(macs / dig.pe_count) * dig.mac_time_ns)
+        self._charge_backward(n)
 
     def adapter_parameters(self, names: Iterable[str] | None = None) -> list[nn.Parameter]:
         names = list(self.lora_A) if names is None else [n for n in names if n in self.lora_A]

@@ -250,8 +250,8 @@ class HybridModel(nn.Module):
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Charge every ``optimizer.step()`` to the ledger automatically."""
-        state_bytes = 8.0 if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) else (
-            4.0 if any(g.get("momentum", 0) for g in optimizer.param_groups) else 0.0)
+        adam = any(c.__name__ in ("Adam", "AdamW") for c in type(optimizer).__mro__)
+        state_bytes = 8.0 if adam else (4.0 if any(g.get("momentum", 0) for g in optimizer.param_groups) else 0.0)
 
         def hook(opt, args, kwargs):
             ids = {id(p) for p in self.adapter_parameters()}

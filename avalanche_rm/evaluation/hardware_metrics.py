@@ -1,0 +1,127 @@
+"""Hardware cost as Avalanche metrics, so every logger shows it next to accuracy.
+
+Values are ledger deltas over the reported unit (one training experience, one
+evaluated experience, one evaluated stream), read from ``strategy.model.ledger``.
+Names follow Avalanche: ``HW_energy_pJ/train_phase/train_stream/Task000/Exp001``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+from avalanche.evaluation.metric_utils import get_metric_name
+
+if TYPE_CHECKING:
+    from avalanche.training.templates import SupervisedTemplate
+
+#: metric label -> ledger quantity
+LABELS = {
+    "energy": ("HW_energy_pJ", "energy_pj"),
+    "latency": ("HW_latency_ns", "latency_ns"),
+    "pulses": ("HW_pulses", "pulses"),
+    "cells": ("HW_programmed_cells", "cells_programmed"),
+    "analog_macs": ("HW_analog_MACs", "analog_macs"),
+    "digital_macs": ("HW_digital_MACs", "digital_macs"),
+    "sram": ("HW_sram_write_B", "sram_write_bytes"),
+}
+
+
+def _ledger(strategy):
+    return getattr(strategy.model, "ledger", None)
+
+
+class HardwareCostMetric(PluginMetric[float]):
+    """One ledger quantity per training experience and/or per evaluated experience and stream."""
+
+    def __init__(self, label: str, quantity: str, experience: bool = True, stream: bool = True) -> None:
+        super().__init__()
+        self.label, self.quantity = label, quantity
+        self.per_experience, self.per_stream = experience, stream
+        self._start: float | None = None
+        self._stream_start: float | None = None
+        self._value: float | None = None
+
+    def __str__(self) -> str:
+        return self.label
+
+    def _now(self, strategy) -> float | None:
+        ledger = _ledger(strategy)
+        return None if ledger is None else ledger.total()[self.quantity]
+
+    def result(self) -> float | None:
+        return self._value
+
+    def reset(self) -> None:
+        self._value = None
+
+    def _emit(self, strategy, value: float, add_experience: bool, add_task) -> list[MetricValue]:
+        self._value = value
+        name = get_metric_name(self, strategy, add_experience=add_experience, add_task=add_task)
+        return [MetricValue(self, name, value, strategy.clock.train_iterations)]
+
+    # training: one value per experience
+    def before_training_exp(self, strategy: "SupervisedTemplate"):
+        self._start = self._now(strategy)
+
+    def after_training_exp(self, strategy: "SupervisedTemplate"):
+        now = self._now(strategy)
+        if now is None or self._start is None or not self.per_experience:
+            return None
+        return self._emit(strategy, now - self._start, True, True)
+
+    # evaluation: per experience and per stream
+    def before_eval(self, strategy: "SupervisedTemplate"):
+        self._stream_start = self._now(strategy)
+
+    def before_eval_exp(self, strategy: "SupervisedTemplate"):
+        self._start = self._now(strategy)
+
+    def after_eval_exp(self, strategy: "SupervisedTemplate"):
+        now = self._now(strategy)
+        if now is None or self._start is None or not self.per_experience:
+            return None
+        return self._emit(strategy, now - self._start, True, True)
+
+    def after_eval(self, strategy: "SupervisedTemplate"):
+        now = self._now(strategy)
+        if now is None or self._stream_start is None or not self.per_stream:
+            return None
+        return self._emit(strategy, now - self._stream_start, False, False)
+
+
+class TrainableParamsMetric(PluginMetric[int]):
+    """Parameters the optimiser actually updates in each training experience."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._value: int | None = None
+
+    def __str__(self) -> str:
+        return "HW_trainable_params"
+
+    def result(self) -> int | None:
+        return self._value
+
+    def reset(self) -> None:
+        self._value = None
+
+    def after_training_exp(self, strategy: "SupervisedTemplate"):
+        opt = strategy.optimizer
+        self._value = sum(p.numel() for g in opt.param_groups for p in g["params"] if p.requires_grad)
+        name = get_metric_name(self, strategy, add_experience=True, add_task=True)
+        return [MetricValue(self, name, self._value, strategy.clock.train_iterations)]
+
+
+def hardware_cost_metrics(*, energy: bool = True, latency: bool = True, pulses: bool = True, cells: bool = True,
+                          analog_macs: bool = False, digital_macs: bool = False, sram: bool = False,
+                          trainable_params: bool = True, experience: bool = True,
+                          stream: bool = True) -> list[PluginMetric]:
+    """Metrics for ``EvaluationPlugin(*hardware_cost_metrics(...), loggers=...)``."""
+    wanted = dict(energy=energy, latency=latency, pulses=pulses, cells=cells, analog_macs=analog_macs,
+                  digital_macs=digital_macs, sram=sram)
+    out: list[PluginMetric] = [HardwareCostMetric(*LABELS[k], experience=experience, stream=stream)
+                               for k, on in wanted.items() if on]
+    if trainable_params:
+        out.append(TrainableParamsMetric())
+    return out

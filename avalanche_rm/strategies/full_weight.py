@@ -1,0 +1,133 @@
+"""Full-weight baselines priced on the same chip: every weight update is a write-verify job."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+from torch.nn import CrossEntropyLoss
+
+from ..nn.model import HybridModel
+from .hybrid_lora import _default_evaluator
+from .plugins import HardwareCostPlugin, WriteBackPlugin
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, HybridModel):
+        raise ValueError(f"model must be a HybridModel (see convert_to_hybrid), got {type(model).__name__}")
+    if not model.programmed:
+        raise ValueError("model must be programmed first; call model.program(seed)")
+    if model.adapter_names:
+        raise ValueError(f"full-weight baselines train the analogue weights; remove adapters {model.adapter_names}")
+
+
+class AnalogFullFinetune(SupervisedTemplate):
+    """Train every analogue weight; after each optimiser step the new weights are written back.
+
+    The forward pass runs on the programmed (noisy, quantised) cells; the
+    gradients update a digital shadow copy (mixed-precision training), which
+    :class:`WriteBackPlugin` programs into the array after every
+    ``write_every`` steps. Updates smaller than the programming resolution
+    never reach the cells, as on a real chip.
+    """
+
+    def __init__(self, *, model: HybridModel, optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-2,
+                 write_every: int = 1, criterion=None, train_mb_size: int = 32, train_epochs: int = 1,
+                 eval_mb_size: int = 256, device="cpu", plugins=None, evaluator=None, eval_every: int = -1,
+                 **base_kwargs) -> None:
+        _check_model(model)
+        shadows = [layer.enable_weight_training() for layer in model.hybrid_layers()]
+        if optimizer is None:
+            optimizer = torch.optim.Adam(shadows, lr=lr)
+        plugins = list(plugins or []) + [WriteBackPlugin(write_every)]
+        super().__init__(model=model, optimizer=optimizer, criterion=criterion or CrossEntropyLoss(),
+                         train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size,
+                         device=device, plugins=plugins,
+                         evaluator=evaluator if evaluator is not None else _default_evaluator,
+                         eval_every=eval_every, **base_kwargs)
+
+
+class RetrainAndReprogram(SupervisedTemplate):
+    """Retrain a fresh full model on all data seen so far, then reprogram the whole array.
+
+    Training runs on a digital copy of the architecture (re-initialised every
+    experience from ``init_seed``), its MACs charged to the chip's ledger at the
+    digital unit's energy; at the end of each experience every cell is
+    write-verified to the new weights.
+    """
+
+    def __init__(self, *, model: HybridModel, software_model: nn.Module, lr: float = 1e-2, init_seed: int = 0,
+                 criterion=None, train_mb_size: int = 32, train_epochs: int = 1, eval_mb_size: int = 256,
+                 device="cpu", plugins=None, evaluator=None, eval_every: int = -1, **base_kwargs) -> None:
+        _check_model(model)
+        self.hybrid = model
+        self.software_template = copy.deepcopy(software_model)
+        self.init_seed, self.lr = init_seed, lr
+        self._seen: list = []
+        sw = self._fresh_software()
+        super().__init__(model=sw, optimizer=torch.optim.Adam(sw.parameters(), lr=lr),
+                         criterion=criterion or CrossEntropyLoss(), train_mb_size=train_mb_size,
+                         train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device,
+                         plugins=list(plugins or []),
+                         evaluator=evaluator if evaluator is not None else _default_evaluator,
+                         eval_every=eval_every, **base_kwargs)
+
+    def _fresh_software(self) -> nn.Module:
+        sw = copy.deepcopy(self.software_template)
+        gen = torch.Generator().manual_seed(self.init_seed)
+        for m in sw.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                fan_in = m.weight[0].numel()
+                bound = 1.0 / fan_in ** 0.5
+                with torch.no_grad():
+                    m.weight.uniform_(-bound, bound, generator=gen)
+                    if m.bias is not None:
+                        m.bias.uniform_(-bound, bound, generator=gen)
+        return sw
+
+    def train_dataset_adaptation(self, **kwargs):
+        from avalanche.benchmarks.utils import concat_datasets
+
+        self._seen.append(self.experience.dataset)
+        self.adapted_dataset = concat_datasets(self._seen).train()
+
+    def model_adaptation(self, model=None):
+        if self.is_training:
+            if model is None and self.clock.train_exp_epochs == 0:
+                self.model = self._fresh_software().to(self.device)
+            return super().model_adaptation(self.model if model is None else model)
+        return super().model_adaptation(self.hybrid)
+
+    def make_optimizer(self, **kwargs):
+        if self.is_training:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+
+    def training_epoch(self, **kwargs):
+        n = 0
+        for mb in self.dataloader:
+            n += len(mb[0])
+        macs = 3 * n * sum(m.weight.numel() * (1 if isinstance(m, nn.Linear) else 1)
+                           for m in self.model.modules() if isinstance(m, nn.Linear))
+        super().training_epoch(**kwargs)
+        dig = self.hybrid.hardware.digital
+        self.hybrid.ledger.add("train", energy_pj=macs * dig.mac_energy_pj, energy_digital_pj=macs * dig.mac_energy_pj,
+                               digital_macs=macs)
+
+    def _after_training_exp(self, **kwargs):
+        with torch.no_grad(), self.hybrid.ledger.phase("train"):
+            sw_layers = {n: m for n, m in self.model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+            for name, layer in self.hybrid.named_hybrid_layers():
+                src = sw_layers[name[len("base_model."):] if name.startswith("base_model.") else name]
+                layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1).to(layer.g_us.device))
+                if layer.bias is not None and src.bias is not None:
+                    layer.bias.copy_(src.bias.detach())
+        super()._after_training_exp(**kwargs)
+
+    def eval(self, exp_list, **kwargs):
+        sw = self.model
+        self.model = self.hybrid
+        try:
+            return super().eval(exp_list, **kwargs)
+        finally:
+            self.model = sw
