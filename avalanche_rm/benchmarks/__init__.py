@@ -1,5 +1,8 @@
 """Avalanche benchmarks: digits (offline default), faces, speakers, and Avalanche's classics."""
 from .classic import split_cifar, split_mnist
 from .digits import split_digits, tensor_dataset
+from .faces import load_olivetti, split_faces
+from .speakers import load_fsdd, split_speakers
 
-__all__ = ["split_cifar", "split_digits", "split_mnist", "tensor_dataset"]
+__all__ = ["load_fsdd", "load_olivetti", "split_cifar", "split_digits", "split_faces", "split_mnist",
+           "split_speakers", "tensor_dataset"]

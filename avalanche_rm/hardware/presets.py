@@ -49,7 +49,7 @@ def _paper_180nm() -> HardwareConfig:
         ),
         crossbar=CrossbarConfig(
             rows=128, cols=128, mapping="offset", g_zero_us=50.0, weight_scale="tensor",
-            dac_bits=8, adc_bits=8, adc_range_fraction=0.25, adc_energy_pj=12.8, adc_time_ns=50.0,
+            dac_bits=8, adc_bits=8, adc_range_fraction=1.0, adc_energy_pj=12.8, adc_time_ns=50.0,
             dac_energy_pj=0.5, col_mux=8, program_parallel_cells=128,
         ),
         digital=_digital(180.0, 1.8, sram_kib=64.0, mac_time_ns=10.0, pe_count=12),
@@ -62,7 +62,8 @@ def _paper_180nm() -> HardwareConfig:
             "pulse energy V^2*G*t + V^2*C_wire (NeuroSim Cell.cpp); read noise 0.2 uS and log-time "
             "relaxation (mean -0.089 uS/ln s, ~0.76 uS std at 1 h) from aihwkit ReRamCMONoiseModel "
             "(Falcone et al. 2025); col_mux 8 (DNN+NeuroSim V1.4 numColMuxed); 8-bit DAC/ADC (estimate, "
-            "aihwkit StandardHWATrainingPreset uses 8 bit); ADC 12.8 pJ/conversion = Walden FoM 50 fJ/step "
+            "aihwkit StandardHWATrainingPreset uses 8 bit), ADC range calibrated to the worst-case column current "
+            "(CrossSim calibrated_range; a 0.25 range clipped face inputs badly); ADC 12.8 pJ/conversion = Walden FoM 50 fJ/step "
             "x 2^8 for a 180 nm SAR ADC (estimate, Murmann ADC survey range), 50 ns/conversion (estimate); "
             "write gain 0.6 per pulse (estimate giving ~5 pulses per cell from reset, inside the 5-20 "
             "range quoted for 4-5 bit targets). Digital unit: " + _HOROWITZ + " to 180 nm / 1.8 V "
@@ -87,7 +88,7 @@ def _rram_generic() -> HardwareConfig:
         ),
         crossbar=CrossbarConfig(
             rows=256, cols=256, mapping="differential", weight_scale="column",
-            dac_bits=8, adc_bits=8, adc_range_fraction=0.25, adc_energy_pj=1.3, adc_time_ns=10.0,
+            dac_bits=8, adc_bits=8, adc_range_fraction=1.0, adc_energy_pj=1.3, adc_time_ns=10.0,
             dac_energy_pj=0.05, col_mux=8, program_parallel_cells=256,
         ),
         digital=_digital(40.0, 1.1, sram_kib=256.0, mac_time_ns=2.0, pe_count=64),
@@ -118,7 +119,7 @@ def _pcm_like() -> HardwareConfig:
         ),
         crossbar=CrossbarConfig(
             rows=256, cols=256, mapping="differential", weight_scale="column",
-            dac_bits=8, adc_bits=8, adc_range_fraction=0.25, adc_energy_pj=0.5, adc_time_ns=2.0,
+            dac_bits=8, adc_bits=8, adc_range_fraction=1.0, adc_energy_pj=0.5, adc_time_ns=2.0,
             dac_energy_pj=0.02, col_mux=8, program_parallel_cells=256,
         ),
         digital=_digital(14.0, 0.8, sram_kib=1024.0, mac_time_ns=1.0, pe_count=256),

@@ -1,0 +1,74 @@
+"""Face-identity streams on the Olivetti (AT&T) faces: 40 people x 10 images of 64x64.
+
+Loads from the MATLAB file ``olivettifaces.mat`` (``mat_path``) or through
+scikit-learn's fetcher (``data_home``, downloading when allowed). Each class is
+one person, so a forget request for an identity is a class-level request.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from avalanche.benchmarks import nc_benchmark
+
+from ._download import socket_timeout
+from .digits import tensor_dataset
+
+
+def load_olivetti(mat_path: str | Path | None = None, data_home: str | Path | None = None, download: bool = True,
+                  timeout_s: float = 30.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``[400, 64, 64]`` in [0, 1] and person ids ``[400]`` (image i is person i // 10)."""
+    if mat_path is not None:
+        mat_path = Path(mat_path)
+        if not mat_path.is_file():
+            raise FileNotFoundError(f"Olivetti .mat file not found: {mat_path}")
+        from scipy.io import loadmat
+
+        faces = np.asarray(loadmat(str(mat_path))["faces"], dtype=np.float32)  # [4096, N], column-major images
+        if faces.shape[0] != 4096:
+            raise ValueError(f"{mat_path}: expected 'faces' of shape [4096, N], got {faces.shape}")
+        imgs = faces.T.reshape(-1, 64, 64).transpose(0, 2, 1) / 255.0
+        y = np.arange(imgs.shape[0]) // 10
+        return torch.from_numpy(np.ascontiguousarray(imgs)), torch.from_numpy(y).long()
+    from sklearn.datasets import fetch_olivetti_faces
+
+    try:
+        with socket_timeout(timeout_s):
+            bunch = fetch_olivetti_faces(data_home=None if data_home is None else str(data_home),
+                                         download_if_missing=download)
+    except OSError as e:
+        raise RuntimeError(
+            f"Olivetti faces are not cached in data_home={data_home!r} and could not be downloaded ({e}). "
+            "Pass mat_path= to a local olivettifaces.mat, or run once with network access."
+        ) from e
+    return torch.from_numpy(bunch.images.astype(np.float32)), torch.from_numpy(bunch.target).long()
+
+
+def split_faces(n_experiences: int = 5, *, identities: int = 10, image_size: int = 16, seed: int = 0,
+                test_per_person: int = 3, mat_path: str | Path | None = None, data_home: str | Path | None = None,
+                download: bool = True, flatten: bool = False, task_labels: bool = False):
+    """Class-incremental stream over the first ``identities`` people, images resized to ``image_size``.
+
+    ``test_per_person`` of each person's 10 images go to the test stream.
+    """
+    x, y = load_olivetti(mat_path=mat_path, data_home=data_home, download=download)
+    n_people = int(y.max()) + 1
+    if not 2 <= identities <= n_people:
+        raise ValueError(f"identities must lie in 2..{n_people}, got {identities!r}")
+    if not 1 <= test_per_person <= 9:
+        raise ValueError(f"test_per_person must lie in 1..9, got {test_per_person!r}")
+    keep = y < identities
+    x, y = x[keep], y[keep]
+    x = F.interpolate(x.unsqueeze(1), size=(image_size, image_size), mode="bilinear", align_corners=False)
+    if flatten:
+        x = x.flatten(1)
+    gen = torch.Generator().manual_seed(seed)
+    test_mask = torch.zeros(len(y), dtype=torch.bool)
+    for c in range(identities):
+        idx = torch.nonzero(y == c).squeeze(1)
+        test_mask[idx[torch.randperm(len(idx), generator=gen)[:test_per_person]]] = True
+    train = tensor_dataset(x[~test_mask], y[~test_mask])
+    test = tensor_dataset(x[test_mask], y[test_mask])
+    return nc_benchmark(train, test, n_experiences, task_labels=task_labels, seed=seed)
