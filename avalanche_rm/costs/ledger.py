@@ -66,6 +66,7 @@ class CostLedger:
         self._totals: dict[str, dict[str, float]] = defaultdict(dict)
         # hot-path tensors wait here un-summed; folding them costs one op per key, not one per call
         self._pending: dict[tuple[str, str], list[torch.Tensor]] = {}
+        self._scaled: dict[tuple[str, tuple], list[torch.Tensor]] = {}
         self._n_pending = 0
         self._events: list[dict] = []
         self._phase_stack: list[str] = []
@@ -114,12 +115,32 @@ class CostLedger:
             if self._n_pending > 4096:
                 self._fold()
 
+    def add_scaled(self, phase: str, value: torch.Tensor, coefficients: dict[str, float]) -> None:
+        """Add ``coef * value`` to each named quantity, for one tensor ``value``.
+
+        Several counters of an MVM are linear in one counted tensor (e.g. driven
+        rows give MACs, DAC conversions and DAC energy); recording the tensor once
+        with its coefficients keeps the hot path to a single append.
+        """
+        if not self.enabled:
+            return
+        for k in coefficients:
+            if k not in QUANTITIES:
+                raise ValueError(f"unknown ledger quantity {k!r}; known: {sorted(QUANTITIES)}")
+        key = (phase, tuple(sorted(coefficients.items())))
+        with self._lock:
+            self._scaled.setdefault(key, []).append(value.detach())
+            self._n_pending += 1
+            if self._n_pending > 4096:
+                self._fold()
+
     def _fold(self) -> None:
         """Sum each pending list into one tensor (stays on device; no host sync)."""
-        for key, vals in self._pending.items():
-            if len(vals) > 1:
-                self._pending[key] = [torch.stack([v.to(torch.float64).reshape(()) for v in vals]).sum()]
-        self._n_pending = len(self._pending)
+        for store in (self._pending, self._scaled):
+            for key, vals in store.items():
+                if len(vals) > 1:
+                    store[key] = [torch.stack([v.to(torch.float64).reshape(()) for v in vals]).sum()]
+        self._n_pending = len(self._pending) + len(self._scaled)
 
     def log_event(self, kind: str, phase: str, **info) -> None:
         """Keep a record of a discrete job (programming, merge, forget request, ...)."""
@@ -132,7 +153,13 @@ class CostLedger:
             for (phase, k), vals in self._pending.items():
                 if vals:
                     self._totals[phase][k] = self._totals[phase].get(k, 0.0) + float(vals[0])
+            for (phase, coefs), vals in self._scaled.items():
+                if vals:
+                    v = float(vals[0])
+                    for k, c in coefs:
+                        self._totals[phase][k] = self._totals[phase].get(k, 0.0) + c * v
             self._pending.clear()
+            self._scaled.clear()
             self._n_pending = 0
 
     # ------------------------------------------------------------ read
@@ -181,6 +208,7 @@ class CostLedger:
         with self._lock:
             self._totals.clear()
             self._pending.clear()
+            self._scaled.clear()
             self._n_pending = 0
             self._events.clear()
 
@@ -194,6 +222,7 @@ class CostLedger:
             raise ValueError("ledger state must be a dict with a 'totals' entry")
         with self._lock:
             self._pending.clear()
+            self._scaled.clear()
             self._n_pending = 0
             self._totals = defaultdict(dict, copy.deepcopy(state["totals"]))
             self._events = copy.deepcopy(state.get("events", []))
@@ -203,10 +232,12 @@ class CostLedger:
         d = dict(self.__dict__)
         d["_lock"] = None
         d["_pending"] = {}
+        d["_scaled"] = {}
         return d
 
     def __setstate__(self, d: dict) -> None:
         self.__dict__.update(d)
+        self.__dict__.setdefault("_scaled", {})
         self._lock = threading.Lock()
 
     def __deepcopy__(self, memo) -> "CostLedger":

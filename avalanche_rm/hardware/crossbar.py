@@ -168,20 +168,6 @@ def _quantize_symmetric(x: torch.Tensor, bound: torch.Tensor, bits: int) -> torc
     return torch.round(torch.clamp(x / step, -n, n)) * step
 
 
-def dac_quantize(xbar: CrossbarConfig, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantise inputs to ``dac_bits`` with a per-sample abs-max range.
-
-    Returns the quantised input normalised to [-1, 1] and the per-sample scale.
-    """
-    alpha = x.abs().amax(dim=-1, keepdim=True)
-    alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
-    xn = x / alpha
-    if xbar.dac_bits is not None:
-        n = float(2 ** (xbar.dac_bits - 1) - 1)
-        xn = torch.round(xn * n) / n
-    return xn, alpha
-
-
 def adc_full_scale_us(xbar: CrossbarConfig, dg_tiles_us: torch.Tensor) -> torch.Tensor:
     """ADC full scale (uS x normalised input) calibrated on the programmed array.
 
@@ -195,41 +181,74 @@ def adc_full_scale_us(xbar: CrossbarConfig, dg_tiles_us: torch.Tensor) -> torch.
     return (xbar.adc_range_fraction * worst).reshape(())
 
 
-def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor, dg_tiles_us: torch.Tensor,
-               grid: TileGrid, adc_fs_us: torch.Tensor, generator: torch.Generator | None,
-               read_noise: bool = True) -> torch.Tensor:
-    """Analogue ``x @ dG`` over tiles, returned in uS x (normalised input) units, ``[B, out]``.
+@dataclass
+class MVMResult:
+    """Output of :func:`analog_linear` plus what the cost model needs."""
 
-    ``x`` is ``[B, in]`` already DAC-normalised; ``dg_tiles_us`` is the signed
-    conductance laid out as ``[n_in_tiles, rows, out]``. Read noise is
-    Gaussian per cell per read; the sum of ``rows`` independent cell errors on
-    one column is drawn directly as ``sigma * ||x_tile|| * sqrt(cells_per_weight)``
-    (the same distribution, one draw per column read instead of one per cell).
-    Each tile's column sums are clipped and rounded by its ADC before the
-    digital accumulation over input tiles.
+    y: torch.Tensor          # [B, out], weight units
+    codes: torch.Tensor      # [B, in], DAC codes (integers when dac_bits is set)
+    code_full_scale: float   # codes / code_full_scale = input normalised to [-1, 1]
+
+
+def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor, dg_us: torch.Tensor,
+                  scale_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor, read_noise: bool = True,
+                  generator: torch.Generator | None = None) -> MVMResult:
+    """``x @ W^T`` computed the way the crossbar does it, in as few passes as possible.
+
+    1. DAC: per-sample abs-max ``alpha``; inputs become integer codes in
+       ``[-n_d, n_d]`` (``n_d = 2^(dac_bits-1) - 1``).
+    2. Each input tile (``rows`` inputs) drives its columns: partial sums
+       ``codes_tile @ dG_tile`` (signed conductance ``dg_us``, input-major
+       ``[in, out]``).
+    3. Read noise: Gaussian per cell per read; the sum of a column's cell errors
+       is drawn directly as ``sigma * ||codes_tile|| * sqrt(cells_per_weight)``
+       (the same distribution, one draw per column read instead of one per cell).
+    4. ADC: each tile's column sum is clipped to the calibrated full scale and
+       rounded to one of ``2 n_a + 1`` codes; tiles are then added digitally.
+    The ADC step is folded into the conductances before the matmul, so the
+    partial sums come out directly in ADC codes.
     """
-    b = x.shape[0]
-    if grid.n_in_tiles == 1:
-        # one input tile: no padding to the full row count needed
-        xt = x.unsqueeze(0)
-        partial = (x @ dg_tiles_us[0, : grid.in_features]).unsqueeze(0)
-    else:
-        if grid.in_padded != grid.in_features:
-            x = torch.nn.functional.pad(x, (0, grid.in_padded - grid.in_features))
-        xt = x.view(b, grid.n_in_tiles, xbar.rows).transpose(0, 1)  # [T, B, rows]
-        partial = torch.bmm(xt, dg_tiles_us)  # [T, B, out]
-    sigma = device.read_noise_sigma_us
-    if read_noise and sigma > 0:
-        norm = torch.linalg.vector_norm(xt, dim=-1, keepdim=True).mul_(sigma * math.sqrt(xbar.cells_per_weight))
-        noise = torch.randn(partial.shape, generator=generator, device=partial.device, dtype=partial.dtype)
-        partial.addcmul_(noise, norm)
+    n_d = float(2 ** (xbar.dac_bits - 1) - 1) if xbar.dac_bits is not None else 1.0
+    alpha = x.abs().amax(dim=-1, keepdim=True)
+    alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+    codes = x * (n_d / alpha)
+    if xbar.dac_bits is not None:
+        codes = codes.round_()
+    sigma = device.read_noise_sigma_us * math.sqrt(xbar.cells_per_weight) if read_noise else 0.0
+    b, t = x.shape[0], grid.n_in_tiles
     if xbar.adc_bits is None:
-        return partial.sum(0)
-    # ADC: clip to the calibrated full scale and round to integer codes, in place
-    n = float(2 ** (xbar.adc_bits - 1) - 1)
-    step = adc_fs_us / n
-    partial.div_(step).clamp_(-n, n).round_()
-    return partial.sum(0).mul_(step)
+        y = codes @ dg_us
+        if sigma > 0:
+            # without per-tile rounding the tiles' noises add up: one draw per output
+            norm = torch.linalg.vector_norm(codes, dim=-1, keepdim=True).mul_(sigma)
+            y.addcmul_(torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype), norm)
+        code_to_us = 1.0
+    else:
+        n_a = float(2 ** (xbar.adc_bits - 1) - 1)
+        adc_step = adc_fs_us / n_a                      # uS x (normalised input) per ADC code
+        w = dg_us * (1.0 / (n_d * adc_step))            # ADC codes per DAC code
+        if t == 1:
+            partial = (codes @ w).unsqueeze(0)
+            ct = codes.unsqueeze(0)
+        else:
+            pad = grid.in_padded - grid.in_features
+            cp = torch.nn.functional.pad(codes, (0, pad)) if pad else codes
+            wp = torch.nn.functional.pad(w, (0, 0, 0, pad)) if pad else w
+            ct = cp.view(b, t, xbar.rows).transpose(0, 1)  # [T, B, rows]
+            partial = torch.bmm(ct, wp.view(t, xbar.rows, -1))
+        if sigma > 0:
+            norm = torch.linalg.vector_norm(ct, dim=-1, keepdim=True).mul_(sigma / (n_d * adc_step))
+            partial.addcmul_(torch.randn(partial.shape, generator=generator, device=partial.device,
+                                         dtype=partial.dtype), norm)
+        partial.clamp_(-n_a, n_a).round_()
+        y = partial.sum(0) if t > 1 else partial[0]
+        code_to_us = adc_step * n_d
+    # back to weight units: y_code * (uS per code) * alpha / (n_d * uS per weight unit)
+    if scale_us.numel() == 1:
+        y = y.mul_(alpha * (code_to_us / (n_d * scale_us)))
+    else:
+        y = y.mul_(alpha).mul_(code_to_us / (n_d * scale_us))
+    return MVMResult(y, codes, n_d)
 
 
 def tile_layout(dg_us: torch.Tensor, grid: TileGrid, rows: int) -> torch.Tensor:
@@ -243,37 +262,39 @@ def tile_layout(dg_us: torch.Tensor, grid: TileGrid, rows: int) -> torch.Tensor:
 # ------------------------------------------------------------------ energy
 @dataclass
 class MVMCost:
-    """Counted quantities of one batch of analogue MVMs (tensors stay on device)."""
+    """Counted quantities of a batch of analogue MVMs.
 
-    analog_macs: torch.Tensor
-    dac_conversions: torch.Tensor
-    adc_conversions: float
+    ``driven_rows`` and ``cell_energy_pj`` are tensors (left on device); the
+    other counters are linear in ``driven_rows`` or fixed by the shapes.
+    """
+
+    driven_rows: torch.Tensor
     cell_energy_pj: torch.Tensor
-    dac_energy_pj: torch.Tensor
+    macs_per_row: float
+    dac_per_row: float
+    dac_energy_pj_per_row: float
+    adc_conversions: float
     adc_energy_pj: float
     latency_ns: float
 
 
-def mvm_cost(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor, g_row_sum_us: torch.Tensor,
-             grid: TileGrid, n_vectors: int, cells_per_weight: int) -> MVMCost:
+def mvm_cost(xbar: CrossbarConfig, device: RMDeviceConfig, codes: torch.Tensor, code_full_scale: float,
+             g_row_sum_us: torch.Tensor, grid: TileGrid, n_vectors: int, cells_per_weight: int) -> MVMCost:
     """Energy of ``n_vectors`` MVMs: DAC per driven row, cells, ADC per column read.
 
     Only rows whose input is non-zero are driven (event-driven), so a silent
     input costs no DAC conversion, no cell current and no analogue MAC.
-    ``x`` is the DAC-normalised input in ``[-1, 1]``, ``[n_vectors, in]``;
-    ``g_row_sum_us`` is the total conductance on each input row ``[in]``.
+    ``codes / code_full_scale`` is the DAC-normalised input in ``[-1, 1]``,
+    ``[n_vectors, in]``; ``g_row_sum_us`` is the total conductance on each input row ``[in]``.
     """
-    xx = x * x
-    n_active_rows = (xx > 0).sum()
-    analog_macs = n_active_rows * (grid.out_features * cells_per_weight)
-    dac_conv = n_active_rows * grid.n_out_tiles
+    driven = torch.count_nonzero(codes)
     # cell energy = sum_i V_read^2 |x_i|^2 G_row_i t_read  (input amplitude scales the read voltage)
-    v2t = device.read_voltage_v ** 2 * device.read_time_ns * 1e-3
-    cell_e = torch.dot(xx.sum(0), g_row_sum_us) * v2t
+    v2t = device.read_voltage_v ** 2 * device.read_time_ns * 1e-3 / code_full_scale ** 2
+    cell_e = torch.dot((codes * codes).sum(0), g_row_sum_us) * v2t
     # differential pairs are sensed as one current difference: one conversion per weight column
     adc_conv = float(n_vectors * grid.n_in_tiles * grid.out_features)
-    adc_e = adc_conv * xbar.adc_energy_pj
     # tiles run in parallel; each vector needs col_mux sequential ADC rounds
     per_vec_ns = device.read_time_ns + xbar.col_mux * xbar.adc_time_ns
-    return MVMCost(analog_macs, dac_conv, adc_conv, cell_e, dac_conv * xbar.dac_energy_pj, adc_e,
+    return MVMCost(driven, cell_e, float(grid.out_features * cells_per_weight), float(grid.n_out_tiles),
+                   grid.n_out_tiles * xbar.dac_energy_pj, adc_conv, adc_conv * xbar.adc_energy_pj,
                    n_vectors * per_vec_ns)

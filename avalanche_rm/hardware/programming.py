@@ -126,34 +126,80 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
     else:
         sa = prog_sigma_us(device, ta)
     st = stuck_all[idx] if stuck_all is not None else None
+    pc = torch.zeros(idx.numel(), dtype=torch.int32, device=dev)  # pulses per slot
+    act: torch.Tensor | None = None  # None: every slot still programming
     sum_g_pulse = torch.zeros((), device=dev)
     n_pulse_events = 0
+    # read noise can only flip the verify decision near the window edge
+    band = 8.0 * sigma_read
     k = 0
+
+    def flush(rows: torch.Tensor | None) -> None:
+        """Write finished slots (``rows`` of the slot arrays; None = all) back to the cell arrays."""
+        if rows is None:
+            g[idx] = ga
+            pulses[idx] = pc
+            return
+        sel = idx.index_select(0, rows)
+        g[sel] = ga.index_select(0, rows)
+        pulses[sel] = pc.index_select(0, rows)
+
     while k < device.wv_max_iterations and idx.numel() > 0:
         k += 1
         m = idx.numel()
-        sum_g_pulse = sum_g_pulse + ga.sum()
-        n_pulse_events += m
-        noise = randn(2 if sigma_read > 0 else 1, m)
-        new = torch.lerp(ga, ta, gain).add_(noise[0].mul_(sa)).clamp_(g_lo, g_hi)
+        if act is None:
+            n_pulse_events += m
+            sum_g_pulse = sum_g_pulse + ga.sum()
+        else:
+            actf = act.to(ga.dtype)
+            n_pulse_events += int(act.sum())
+            sum_g_pulse = sum_g_pulse + torch.dot(ga, actf)
+        noise = randn(m)
+        new = torch.lerp(ga, ta, gain).add_(noise.mul_(sa)).clamp_(g_lo, g_hi)
         if st is not None:
             new = torch.where(st, ga, new)
-        sum_g_verify = sum_g_verify + new.sum()
-        n_verify += m
-        reading = new if sigma_read == 0 else new + noise[1].mul_(sigma_read)
-        keep = (reading - ta).abs_() > tol_verify
-        done = ~keep
-        done_idx = idx[done]
-        g[done_idx] = new[done]
-        pulses[done_idx] = k
-        idx, ga, ta = idx[keep], new[keep], ta[keep]
-        if not const_sigma:
-            sa = sa[keep]
-        if st is not None:
-            st = st[keep]
+        if act is not None:
+            new = torch.where(act, new, ga)  # finished slots stay put until compaction
+            pc.add_(act.to(pc.dtype))
+            sum_g_verify = sum_g_verify + torch.dot(new, actf)
+        else:
+            pc.add_(1)
+            sum_g_verify = sum_g_verify + new.sum()
+        err = (new - ta).abs_()
+        keep = err > tol_verify
+        if sigma_read > 0:
+            near = (err - tol_verify).abs_() < band
+            if act is not None:
+                near &= act
+            rows = torch.nonzero(near).squeeze(1)
+            nb = rows.numel()
+            if nb:
+                r = new.index_select(0, rows) + sigma_read * randn(nb) - ta.index_select(0, rows)
+                keep.index_put_((rows,), r.abs_() > tol_verify)
+        if act is not None:
+            keep &= act
+            n_verify += int(act.sum())
+        else:
+            n_verify += m
+        ga = new
+        n_keep = int(keep.sum())
+        if n_keep == 0:
+            flush(None)
+            idx = idx[:0]
+            break
+        if n_keep < 0.6 * m:  # compact: slots of finished cells go back to the array
+            flush(torch.nonzero(~keep).squeeze(1))
+            rows = torch.nonzero(keep).squeeze(1)
+            idx, ga, ta, pc = (t.index_select(0, rows) for t in (idx, ga, ta, pc))
+            if not const_sigma:
+                sa = sa.index_select(0, rows)
+            if st is not None:
+                st = st.index_select(0, rows)
+            act = None
+        else:
+            act = keep
     if idx.numel() > 0:
-        g[idx] = ga
-        pulses[idx] = k
+        flush(None)
 
     v2p = device.pulse_voltage_v ** 2
     e_pulse = (v2p * device.pulse_width_ns * 1e-3) * sum_g_pulse + n_pulse_events * v2p * device.wire_capacitance_ff * 1e-3

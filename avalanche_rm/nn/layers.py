@@ -293,26 +293,29 @@ class _HybridBase(nn.Module):
     # ------------------------------------------------------------ compute
     def _analog_forward(self, x2: torch.Tensor) -> torch.Tensor:
         hw = self.hardware
-        xbar, dev = hw.crossbar, hw.device
-        xn, alpha = xb.dac_quantize(xbar, x2)
-        partial = xb.analog_mvm(xbar, dev, xn, self._tiles(), self.grid, self.adc_fs_us, None,
-                                read_noise=self.analog_noise)
-        self._charge_forward(xn, x2.shape[0])
-        return partial * (alpha / self.scale_us)
+        dg = xb.delta_conductance(hw.crossbar, hw.device, self.g_us)
+        res = xb.analog_linear(hw.crossbar, hw.device, x2, dg, self.scale_us, self.grid, self.adc_fs_us,
+                               read_noise=self.analog_noise)
+        self._charge_forward(res.codes, res.code_full_scale, x2.shape[0])
+        return res.y
 
     def _phase(self) -> str:
         return self.ledger.current_phase("train" if (self.training and torch.is_grad_enabled()) else "infer")
 
-    def _charge_forward(self, xn: torch.Tensor, n: int) -> None:
+    def _charge_forward(self, codes: torch.Tensor, code_full_scale: float, n: int) -> None:
         if not self.ledger.enabled:
             return
         hw = self.hardware
         cpw = hw.crossbar.cells_per_weight
-        c = xb.mvm_cost(hw.crossbar, hw.device, xn, self.g_row_sum_us, self.grid, n, cpw)
-        e = c.cell_energy_pj + c.dac_energy_pj + c.adc_energy_pj
-        self.ledger.add(self._phase(), energy_pj=e, energy_analog_pj=c.cell_energy_pj, energy_dac_pj=c.dac_energy_pj,
-                        energy_adc_pj=c.adc_energy_pj, latency_ns=c.latency_ns, analog_macs=c.analog_macs,
-                        dac_conversions=c.dac_conversions, adc_conversions=c.adc_conversions)
+        c = xb.mvm_cost(hw.crossbar, hw.device, codes, code_full_scale, self.g_row_sum_us, self.grid, n, cpw)
+        phase = self._phase()
+        led = self.ledger
+        led.add_scaled(phase, c.driven_rows, {"analog_macs": c.macs_per_row, "dac_conversions": c.dac_per_row,
+                                              "energy_dac_pj": c.dac_energy_pj_per_row,
+                                              "energy_pj": c.dac_energy_pj_per_row})
+        led.add_scaled(phase, c.cell_energy_pj, {"energy_analog_pj": 1.0, "energy_pj": 1.0})
+        led.add(phase, energy_pj=c.adc_energy_pj, energy_adc_pj=c.adc_energy_pj, adc_conversions=c.adc_conversions,
+                latency_ns=c.latency_ns)
 
     def _charge_backward(self, n: int) -> None:
         """Transposed read for the input gradient: DACs on columns, ADCs on rows."""
@@ -359,6 +362,8 @@ class _HybridBase(nn.Module):
             lin = x2 @ shadow.t()
             self._charge_weight_gradient(x2.shape[0])
             return y + (lin - lin.detach())
+        if not (torch.is_grad_enabled() and x2.requires_grad):
+            return self._analog_forward(x2)
         return _AnalogMatmul.apply(x2, self)
 
     def enable_weight_training(self) -> nn.Parameter:
