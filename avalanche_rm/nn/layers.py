@@ -112,9 +112,10 @@ class _HybridBase(nn.Module):
         if bias is not None:
             self.register_buffer("bias", bias.detach().to(torch.float32).clone())
         else:
-            self.bias = None
+            self.register_buffer("bias", None)
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
+        self.lora_bias = nn.ParameterDict()
         self.r: dict[str, int] = {}
         self.lora_alpha: dict[str, float] = {}
         self.scaling: dict[str, float] = {}
@@ -254,8 +255,12 @@ class _HybridBase(nn.Module):
         raise NotImplementedError
 
     def update_layer(self, name: str, rank: int, alpha: float, rank_scaling: bool = True,
-                     generator: torch.Generator | None = None) -> None:
-        """Add LoRA branch ``name`` (A Kaiming-uniform, B zeros: outputs unchanged at creation)."""
+                     generator: torch.Generator | None = None, bias: bool = False) -> None:
+        """Add LoRA branch ``name`` (A Kaiming-uniform, B zeros: outputs unchanged at creation).
+
+        ``bias=True`` gives the branch its own output bias (PEFT's ``lora_bias``),
+        held in the digital unit like the base bias.
+        """
         if name in self.lora_A:
             raise ValueError(f"{self.layer_name}: adapter {name!r} already exists")
         a_shape, b_shape = self._lora_shapes(rank)
@@ -266,6 +271,8 @@ class _HybridBase(nn.Module):
         a.uniform_(-bound, bound, generator=generator)
         self.lora_A[name] = nn.Parameter(a)
         self.lora_B[name] = nn.Parameter(torch.zeros(b_shape, device=ref.device, dtype=torch.float32))
+        if bias:
+            self.lora_bias[name] = nn.Parameter(torch.zeros(self.out_features, device=ref.device, dtype=torch.float32))
         self.r[name] = rank
         self.lora_alpha[name] = float(alpha)
         self.scaling[name] = float(alpha) / rank if rank_scaling else float(alpha)
@@ -275,6 +282,8 @@ class _HybridBase(nn.Module):
             raise ValueError(f"{self.layer_name}: no adapter named {name!r}")
         del self.lora_A[name]
         del self.lora_B[name]
+        if name in self.lora_bias:
+            del self.lora_bias[name]
         for d in (self.r, self.lora_alpha, self.scaling):
             d.pop(name, None)
         self.active_adapters = [a for a in self.active_adapters if a != name]
@@ -389,7 +398,10 @@ class _HybridBase(nn.Module):
 
     def adapter_parameters(self, names: Iterable[str] | None = None) -> list[nn.Parameter]:
         names = list(self.lora_A) if names is None else [n for n in names if n in self.lora_A]
-        return [p for n in names for p in (self.lora_A[n], self.lora_B[n])]
+        out = []
+        for n in names:
+            out += [self.lora_A[n], self.lora_B[n]] + ([self.lora_bias[n]] if n in self.lora_bias else [])
+        return out
 
     def extra_repr(self) -> str:
         hw = self.hardware
@@ -440,6 +452,8 @@ class HybridLinear(_HybridBase):
                 a = fake_quantize(self.lora_A[name], bits)
                 b = fake_quantize(self.lora_B[name], bits)
                 y = y + (x2 @ a.t()) @ b.t() * self.scaling[name]
+                if name in self.lora_bias:
+                    y = y + self.lora_bias[name]
                 n_params += a.numel() + b.numel()
                 macs += a.numel() + b.numel()
                 acts += self.r[name]
@@ -492,6 +506,8 @@ class HybridConv2d(_HybridBase):
                 b = fake_quantize(self.lora_B[name], bits)
                 h_ = F.conv2d(x, a, stride=self.stride, padding=self.padding, dilation=self.dilation)
                 y = y + F.conv2d(h_, b) * self.scaling[name]
+                if name in self.lora_bias:
+                    y = y + self.lora_bias[name].view(1, -1, 1, 1)
                 n_params += a.numel() + b.numel()
                 macs += a.numel() + b.numel()
                 acts += self.r[name]

@@ -107,12 +107,14 @@ class HybridModel(nn.Module):
         return chosen
 
     def add_adapter(self, name: str, rank: int = 8, alpha: float = 16.0, target_modules: Iterable[str] | None = None,
-                    rank_scaling: bool = True, seed: int | None = None, activate: bool = True) -> None:
+                    rank_scaling: bool = True, seed: int | None = None, activate: bool = True,
+                    bias: bool = False) -> None:
         """Add LoRA branch ``name`` of ``rank`` to the target hybrid layers (default: all).
 
         ``rank_scaling=True`` scales by ``alpha/rank`` (PEFT); ``False`` by bare
         ``alpha`` (the reference face code). B starts at zero, so outputs do not
-        change until the adapter is trained.
+        change until the adapter is trained. ``bias=True`` adds a per-adapter
+        output bias (PEFT's ``lora_bias``), also digital.
         """
         _check_adapter_name(name)
         if name in self._adapter_cfg:
@@ -122,10 +124,6 @@ class HybridModel(nn.Module):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not torch.isfinite(torch.tensor(float(alpha))):
             raise ValueError(f"alpha must be a finite number, got {alpha!r}")
         layers = self._layers_for(target_modules)
-        for lname, layer in layers:
-            cap = min(layer.out_features, layer.in_flat)
-            if rank > cap:
-                raise ValueError(f"rank={rank} exceeds min(in, out)={cap} of layer {lname!r}")
         gen = None
         if seed is not None:
             gen = torch.Generator().manual_seed(int(seed))
@@ -133,9 +131,9 @@ class HybridModel(nn.Module):
             a_gen = gen
             if gen is not None and layer.g_us.device.type != "cpu":
                 a_gen = torch.Generator(device=layer.g_us.device).manual_seed(int(seed))
-            layer.update_layer(name, rank, alpha, rank_scaling, a_gen)
+            layer.update_layer(name, rank, alpha, rank_scaling, a_gen, bias=bias)
         self._adapter_cfg[name] = {"rank": rank, "alpha": float(alpha), "rank_scaling": rank_scaling,
-                                   "layers": [n for n, _ in layers]}
+                                   "bias": bias, "layers": [n for n, _ in layers]}
         if activate:
             self.set_active_adapters(self._active + [name])
 
@@ -186,6 +184,8 @@ class HybridModel(nn.Module):
             if name in layer.lora_A:
                 sd[f"{lname}.lora_A"] = layer.lora_A[name].detach().clone()
                 sd[f"{lname}.lora_B"] = layer.lora_B[name].detach().clone()
+                if name in layer.lora_bias:
+                    sd[f"{lname}.lora_bias"] = layer.lora_bias[name].detach().clone()
         return sd
 
     def load_adapter_state_dict(self, name: str, state: dict[str, torch.Tensor]) -> None:
@@ -228,6 +228,10 @@ class HybridModel(nn.Module):
                 if name in layer.lora_A:
                     new_w = layer.target_weight() + layer.get_delta_weight(name)
                     total += layer.reprogram_weight(new_w)
+                    if name in layer.lora_bias:
+                        if layer.bias is None:
+                            layer.bias = torch.zeros_like(layer.lora_bias[name])
+                        layer.bias.add_(layer.lora_bias[name].detach())
         self.ledger.log_event("merge_adapter", self.ledger.current_phase("merge"), adapter=name, pulses=total.pulses)
         self.delete_adapter(name)
         return total

@@ -30,13 +30,15 @@ class HybridLoRA(SupervisedTemplate):
       (task-incremental, no forgetting of earlier tasks' adapters).
     ``orthogonal_lambda > 0`` adds O-LoRA's penalty ``sum |A_new A_old^T|``
     against every earlier adapter. The optimiser holds exactly the trainable
-    adapter factors; pass ``optimizer=None`` to get Adam with ``lr``.
+    adapter factors (and each adapter's digital output bias with
+    ``adapter_bias=True``, PEFT's ``lora_bias``); pass ``optimizer=None`` to get
+    Adam with ``lr``.
     """
 
     def __init__(self, *, model: HybridModel, optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-2,
                  rank: int = 4, alpha: float = 8.0, adapter_policy: str = "shared",
                  target_modules: Sequence[str] | None = None, rank_scaling: bool = True,
-                 orthogonal_lambda: float = 0.0, adapter_seed: int = 0, criterion=None, train_mb_size: int = 32,
+                 orthogonal_lambda: float = 0.0, adapter_seed: int = 0, adapter_bias: bool = True, criterion=None, train_mb_size: int = 32,
                  train_epochs: int = 1, eval_mb_size: int = 256, device="cpu", plugins=None, evaluator=None,
                  eval_every: int = -1, **base_kwargs) -> None:
         if not isinstance(model, HybridModel):
@@ -58,6 +60,7 @@ class HybridLoRA(SupervisedTemplate):
         self.rank, self.alpha, self.adapter_policy = rank, float(alpha), adapter_policy
         self.target_modules = None if target_modules is None else list(target_modules)
         self.rank_scaling, self.orthogonal_lambda, self.adapter_seed = rank_scaling, orthogonal_lambda, adapter_seed
+        self.adapter_bias = adapter_bias
         self.trainable_adapters: list[str] = []
         super().__init__(model=model, optimizer=optimizer, criterion=criterion or CrossEntropyLoss(),
                          train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size,
@@ -81,7 +84,8 @@ class HybridLoRA(SupervisedTemplate):
             if name not in model.adapter_names:
                 model.add_adapter(name, rank=self.rank, alpha=self.alpha, target_modules=self.target_modules,
                                   rank_scaling=self.rank_scaling,
-                                  seed=self.adapter_seed + len(model.adapter_names), activate=False)
+                                  seed=self.adapter_seed + len(model.adapter_names), activate=False,
+                                  bias=self.adapter_bias)
             for p in model.adapter_parameters():
                 p.requires_grad_(False)
             for p in model.adapter_parameters([name]):
