@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.nn import CrossEntropyLoss
@@ -48,13 +49,54 @@ class AnalogFullFinetune(SupervisedTemplate):
                          eval_every=eval_every, **base_kwargs)
 
 
+class _DigitalTrainingCost(SupervisedPlugin):
+    """Charges the software model's training MACs (forward + 2x backward) to the chip's ledger."""
+
+    def __init__(self, ledger, digital) -> None:
+        super().__init__()
+        self.ledger, self.digital = ledger, digital
+        self._hooked: set[int] = set()
+
+    def _hook(self, module, inputs, output) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        if isinstance(module, nn.Linear):
+            macs = output.numel() * module.in_features
+        else:
+            macs = output.numel() * module.weight[0].numel()
+        macs *= 3
+        d = self.digital
+        self.ledger.add("train", energy_pj=macs * d.mac_energy_pj, energy_digital_pj=macs * d.mac_energy_pj,
+                        digital_macs=macs, latency_ns=-(-macs // d.pe_count) * d.mac_time_ns)
+
+    def before_training_exp(self, strategy, **kwargs):
+        for m in strategy.model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and id(m) not in self._hooked:
+                m.register_forward_hook(self._hook)
+                self._hooked.add(id(m))
+
+
+class _ReprogramAfterExperience(SupervisedPlugin):
+    """Writes the retrained software weights into every analogue cell at the end of each experience."""
+
+    def after_training_exp(self, strategy, **kwargs):
+        hybrid: HybridModel = strategy.hybrid
+        sw_layers = {n: m for n, m in strategy.model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+        with torch.no_grad(), hybrid.ledger.phase("train"):
+            for name, layer in hybrid.named_hybrid_layers():
+                src = sw_layers[name]
+                layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1).to(layer.g_us.device))
+                if layer.bias is not None and src.bias is not None:
+                    layer.bias.copy_(src.bias.detach())
+
+
 class RetrainAndReprogram(SupervisedTemplate):
     """Retrain a fresh full model on all data seen so far, then reprogram the whole array.
 
     Training runs on a digital copy of the architecture (re-initialised every
-    experience from ``init_seed``), its MACs charged to the chip's ledger at the
-    digital unit's energy; at the end of each experience every cell is
-    write-verified to the new weights.
+    experience from ``init_seed``); its MACs are charged to the chip's ledger
+    at the digital unit's energy and throughput. At the end of each experience
+    every cell is write-verified to the new weights. Evaluation runs on the chip.
     """
 
     def __init__(self, *, model: HybridModel, software_model: nn.Module, lr: float = 1e-2, init_seed: int = 0,
@@ -66,10 +108,11 @@ class RetrainAndReprogram(SupervisedTemplate):
         self.init_seed, self.lr = init_seed, lr
         self._seen: list = []
         sw = self._fresh_software()
+        plugins = list(plugins or []) + [_DigitalTrainingCost(model.ledger, model.hardware.digital),
+                                         _ReprogramAfterExperience()]
         super().__init__(model=sw, optimizer=torch.optim.Adam(sw.parameters(), lr=lr),
                          criterion=criterion or CrossEntropyLoss(), train_mb_size=train_mb_size,
-                         train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device,
-                         plugins=list(plugins or []),
+                         train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
                          evaluator=evaluator if evaluator is not None else _default_evaluator,
                          eval_every=eval_every, **base_kwargs)
 
@@ -78,8 +121,7 @@ class RetrainAndReprogram(SupervisedTemplate):
         gen = torch.Generator().manual_seed(self.init_seed)
         for m in sw.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):
-                fan_in = m.weight[0].numel()
-                bound = 1.0 / fan_in ** 0.5
+                bound = 1.0 / m.weight[0].numel() ** 0.5
                 with torch.no_grad():
                     m.weight.uniform_(-bound, bound, generator=gen)
                     if m.bias is not None:
@@ -93,36 +135,14 @@ class RetrainAndReprogram(SupervisedTemplate):
         self.adapted_dataset = concat_datasets(self._seen).train()
 
     def model_adaptation(self, model=None):
-        if self.is_training:
-            if model is None and self.clock.train_exp_epochs == 0:
-                self.model = self._fresh_software().to(self.device)
-            return super().model_adaptation(self.model if model is None else model)
-        return super().model_adaptation(self.hybrid)
+        if self.is_training and model is None:
+            # retraining from scratch: a fresh copy of the architecture every experience
+            fresh = self._fresh_software().to(self.device)
+            self.model.load_state_dict(fresh.state_dict())
+        return super().model_adaptation(model)
 
     def make_optimizer(self, **kwargs):
-        if self.is_training:
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
-
-    def training_epoch(self, **kwargs):
-        n = 0
-        for mb in self.dataloader:
-            n += len(mb[0])
-        macs = 3 * n * sum(m.weight.numel() * (1 if isinstance(m, nn.Linear) else 1)
-                           for m in self.model.modules() if isinstance(m, nn.Linear))
-        super().training_epoch(**kwargs)
-        dig = self.hybrid.hardware.digital
-        self.hybrid.ledger.add("train", energy_pj=macs * dig.mac_energy_pj, energy_digital_pj=macs * dig.mac_energy_pj,
-                               digital_macs=macs)
-
-    def _after_training_exp(self, **kwargs):
-        with torch.no_grad(), self.hybrid.ledger.phase("train"):
-            sw_layers = {n: m for n, m in self.model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
-            for name, layer in self.hybrid.named_hybrid_layers():
-                src = sw_layers[name[len("base_model."):] if name.startswith("base_model.") else name]
-                layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1).to(layer.g_us.device))
-                if layer.bias is not None and src.bias is not None:
-                    layer.bias.copy_(src.bias.detach())
-        super()._after_training_exp(**kwargs)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
 
     def eval(self, exp_list, **kwargs):
         sw = self.model
