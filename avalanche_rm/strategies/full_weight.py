@@ -66,7 +66,7 @@ class _DigitalTrainingCost(SupervisedPlugin):
             macs = output.numel() * module.weight[0].numel()
         macs *= 3
         d = self.digital
-        self.ledger.add("train", energy_pj=macs * d.mac_energy_pj, energy_digital_pj=macs * d.mac_energy_pj,
+        self.ledger.add(self.ledger.current_phase("train"), energy_pj=macs * d.mac_energy_pj, energy_digital_pj=macs * d.mac_energy_pj,
                         digital_macs=macs, latency_ns=-(-macs // d.pe_count) * d.mac_time_ns)
 
     def before_training_exp(self, strategy, **kwargs):
