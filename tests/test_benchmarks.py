@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from avalanche_rm.benchmarks import load_fsdd, load_olivetti, split_digits, split_faces, split_speakers
+from avalanche_rm.benchmarks import load_fsdd, load_lfw, load_olivetti, split_digits, split_faces, split_speakers
 
 
 def test_split_digits_is_an_avalanche_benchmark():
@@ -37,6 +37,10 @@ def test_faces_offline_error_is_clear(tmp_path):
         load_olivetti(data_home=tmp_path, download=False)
     with pytest.raises(FileNotFoundError):
         load_olivetti(mat_path=tmp_path / "missing.mat")
+    with pytest.raises(RuntimeError, match="LFW"):
+        load_lfw(data_home=tmp_path, download=False)
+    with pytest.raises(ValueError, match="dataset"):
+        split_faces(dataset="celebs", mat_path=tmp_path / "missing.mat")
 
 
 def _fake_fsdd(folder, speakers=("anna", "bob", "carl")):

@@ -64,13 +64,18 @@ def test_exact_unlearning_is_bit_identical_to_training_without_the_samples(setup
 
 
 def test_owner_sharding_drops_the_owner_adapter(setup):
+    from avalanche_rm.evaluation import UnlearningMetrics
+
     sp, base = setup
-    s = sharded(base, sp, shard_by="owner")
+    s = sharded(base, sp, shard_by="owner", evaluator=EvaluationPlugin(UnlearningMetrics(), loggers=[]))
     s.train(sp.benchmark.train_stream[0])
     assert len(s.shards) == 5
     rec = s.forget(ForgetRequest(requester=3, owner=3))
     assert rec["affected"]["dropped_shards"] == [3] and "shard3" not in s.model.adapter_names
     assert rec["cost"]["digital_macs"] == 0 and rec["cost"]["pulses"] == 0
+    res = s.eval(sp.benchmark.test_stream)
+    assert res["Unlearn_forget_acc/eval_phase/test_stream"] <= res["Unlearn_retain_acc/eval_phase/test_stream"]
+    assert 0.0 <= res["Unlearn_mia_loss_auc/eval_phase/test_stream"] <= 1.0
 
 
 def test_class_forgetting_exact_and_approximate(setup):

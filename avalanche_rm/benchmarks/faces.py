@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from avalanche.benchmarks import nc_benchmark
 
 from ._download import socket_timeout
-from .digits import tensor_dataset
+from .digits import assign_owners, tensor_dataset
 
 
 def load_olivetti(mat_path: str | Path | None = None, data_home: str | Path | None = None, download: bool = True,
@@ -46,19 +46,45 @@ def load_olivetti(mat_path: str | Path | None = None, data_home: str | Path | No
     return torch.from_numpy(bunch.images.astype(np.float32)), torch.from_numpy(bunch.target).long()
 
 
+def load_lfw(data_home: str | Path | None = None, min_faces_per_person: int = 20, download: bool = True,
+             timeout_s: float = 60.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labeled Faces in the Wild via scikit-learn's ``fetch_lfw_people``: grey images in [0, 1], person ids."""
+    from sklearn.datasets import fetch_lfw_people
+
+    try:
+        with socket_timeout(timeout_s):
+            bunch = fetch_lfw_people(data_home=None if data_home is None else str(data_home),
+                                     min_faces_per_person=min_faces_per_person, download_if_missing=download)
+    except OSError as e:
+        raise RuntimeError(f"LFW is not cached in data_home={data_home!r} and could not be downloaded ({e}); "
+                           "run once with network access or use dataset='olivetti' with a local mat_path") from e
+    imgs = bunch.images.astype(np.float32)
+    imgs = imgs / max(float(imgs.max()), 1.0)
+    return torch.from_numpy(imgs), torch.from_numpy(bunch.target).long()
+
+
 def split_faces(n_experiences: int = 5, *, identities: int = 10, image_size: int = 16, seed: int = 0,
                 test_per_person: int = 3, mat_path: str | Path | None = None, data_home: str | Path | None = None,
-                download: bool = True, flatten: bool = False, task_labels: bool = False):
+                download: bool = True, flatten: bool = False, task_labels: bool = False, dataset: str = "olivetti",
+                n_owners: int | None = None):
     """Class-incremental stream over the first ``identities`` people, images resized to ``image_size``.
 
-    ``test_per_person`` of each person's 10 images go to the test stream.
+    ``dataset`` is ``"olivetti"`` (10 images per person) or ``"lfw"`` (people
+    with at least 20 images). ``test_per_person`` images of each person go to
+    the test stream. Training samples carry ``sample_ids`` and ``owners`` (by
+    default each person owns their own images).
     """
-    x, y = load_olivetti(mat_path=mat_path, data_home=data_home, download=download)
+    if dataset == "olivetti":
+        x, y = load_olivetti(mat_path=mat_path, data_home=data_home, download=download)
+    elif dataset == "lfw":
+        x, y = load_lfw(data_home=data_home, download=download)
+    else:
+        raise ValueError(f"dataset must be 'olivetti' or 'lfw', got {dataset!r}")
     n_people = int(y.max()) + 1
     if not 2 <= identities <= n_people:
         raise ValueError(f"identities must lie in 2..{n_people}, got {identities!r}")
-    if not 1 <= test_per_person <= 9:
-        raise ValueError(f"test_per_person must lie in 1..9, got {test_per_person!r}")
+    if not isinstance(test_per_person, int) or test_per_person < 1:
+        raise ValueError(f"test_per_person must be a positive int, got {test_per_person!r}")
     keep = y < identities
     x, y = x[keep], y[keep]
     x = F.interpolate(x.unsqueeze(1), size=(image_size, image_size), mode="bilinear", align_corners=False)
@@ -69,6 +95,8 @@ def split_faces(n_experiences: int = 5, *, identities: int = 10, image_size: int
     for c in range(identities):
         idx = torch.nonzero(y == c).squeeze(1)
         test_mask[idx[torch.randperm(len(idx), generator=gen)[:test_per_person]]] = True
-    train = tensor_dataset(x[~test_mask], y[~test_mask])
+    ids = torch.arange(len(y))
+    owners = y.clone() if n_owners is None else assign_owners(len(y), n_owners, seed)
+    train = tensor_dataset(x[~test_mask], y[~test_mask], sample_ids=ids[~test_mask], owners=owners[~test_mask])
     test = tensor_dataset(x[test_mask], y[test_mask])
     return nc_benchmark(train, test, n_experiences, task_labels=task_labels, seed=seed)

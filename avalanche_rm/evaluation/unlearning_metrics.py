@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
 
 
 @torch.no_grad()
@@ -95,3 +97,47 @@ def unlearning_report(model, forget: tuple[torch.Tensor, torch.Tensor], retain: 
     if with_mia and len(forget[1]) > 0:
         out.update(mia(model, forget, retain, test, seed=seed))
     return out
+
+
+class UnlearningMetrics(PluginMetric[dict]):
+    """After every evaluation, verifies what the strategy has forgotten so far.
+
+    For a strategy with ``forget()`` (see ``avalanche_rm.strategies``) it
+    reports, under ``Unlearn_<name>/eval_phase/<stream>_stream``: accuracy on
+    all forgotten samples (``forget_acc``), on the retained training data
+    (``retain_acc``), on the strategy's ``eval_data`` (``test_acc``) and, with
+    ``mia=True``, the membership-inference AUCs on the forgotten samples.
+    Nothing is reported before the first honoured request.
+    """
+
+    def __init__(self, mia: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        self.with_mia, self.seed = mia, seed
+        self._last: dict = {}
+
+    def __str__(self) -> str:
+        return "Unlearn"
+
+    def result(self) -> dict:
+        return dict(self._last)
+
+    def reset(self) -> None:
+        self._last = {}
+
+    def after_eval(self, strategy):
+        forgotten = getattr(strategy, "forgotten_data", None)
+        if forgotten is None or len(forgotten[1]) == 0:
+            return None
+        model = strategy.model_for_forgetting()
+        reg = strategy.registry
+        test = strategy.eval_data if strategy.eval_data is not None else (reg.x[:0], reg.y[:0])
+        vals = {"forget_acc": accuracy_of(model, *forgotten), "retain_acc": accuracy_of(model, reg.x, reg.y)}
+        if len(test[1]):
+            vals["test_acc"] = accuracy_of(model, *test)
+            if self.with_mia and len(test[1]) >= 4 and len(reg.y):
+                m = mia(model, forgotten, (reg.x, reg.y), test, seed=self.seed)
+                vals.update({k: m[k] for k in ("mia_svc_auc", "mia_loss_auc")})
+        self._last = vals
+        stream = strategy.experience.origin_stream.name if strategy.experience is not None else "eval"
+        x = strategy.clock.train_iterations
+        return [MetricValue(self, f"Unlearn_{k}/eval_phase/{stream}_stream", v, x) for k, v in vals.items()]

@@ -96,6 +96,7 @@ class ForgetMixin:
         self.eval_data = eval_data
         self.mia_on_forget = mia_on_forget
         self.forgotten_ids = torch.zeros(0, dtype=torch.long)
+        self.forgotten_data: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------ registry
     def register_experience(self, experience) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -152,6 +153,8 @@ class ForgetMixin:
         wall = time.perf_counter() - t0
         self.registry.remove(ids)
         self.forgotten_ids = torch.cat([self.forgotten_ids, ids])
+        self.forgotten_data = (xf, yf) if self.forgotten_data is None else (
+            torch.cat([self.forgotten_data[0], xf]), torch.cat([self.forgotten_data[1], yf]))
         after = self._verification(model, (xf, yf), (xr, yr), request)
         delta = ledger.delta_since(snap)
         cost = {k: sum(p.get(k, 0.0) for p in delta.values()) for k in ("energy_pj", "latency_ns", "pulses",
