@@ -258,3 +258,14 @@ def test_ledger_phases_and_event_driven_energy():
     busy = h.ledger.summary("custom")
     assert busy.analog_macs == 10 * 64 * 32 and busy.energy_pj > 0
     assert set(h.ledger.phases) >= {"deploy", "infer", "custom"}
+
+
+def test_differential_targets_are_stored_signed_and_decode_to_the_weights():
+    m = mlp()
+    h = convert_to_hybrid(m, get_preset("rram-generic"))
+    layer = h.hybrid_layers()[0]
+    assert layer.target.shape[0] == 1 and layer.target.dtype == torch.int8
+    g = layer.target_conductance()
+    assert g.shape[0] == 2 and bool(((g[0] == h.hardware.device.g_min_us) | (g[1] == h.hardware.device.g_min_us)).all())
+    step_w = h.hardware.device.level_step_us / layer.scale_us.view(-1, 1)
+    assert ((layer.target_weight() - m[0].weight).abs() <= step_w / 2 + 1e-6).all()

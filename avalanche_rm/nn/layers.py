@@ -99,9 +99,8 @@ class _HybridBase(nn.Module):
         scale = xb.weight_scale_us(xbar, dev, w)
         # cells are stored input-major, [cells_per_weight, in, out]: a tile is then a free view
         g_t = xb.weight_to_conductance(xbar, dev, w, scale).transpose(1, 2).contiguous()
-        target = g_t if dev.n_levels is None else quantize_to_levels(dev, g_t).to(level_dtype(dev.n_levels))
         self.register_buffer("scale_us", scale)
-        self.register_buffer("target", target)
+        self.register_buffer("target", self._encode_target(g_t))
         # a fresh array sits at g_min (formed and reset) until programmed
         self.register_buffer("g_us", torch.full_like(g_t, dev.g_min_us))
         self.register_buffer("g_row_sum_us", torch.zeros(self.in_flat))
@@ -131,8 +130,28 @@ class _HybridBase(nn.Module):
     def cells(self) -> int:
         return self.g_us.numel()
 
-    def target_conductance(self) -> torch.Tensor:
+    def _encode_target(self, g_t: torch.Tensor) -> torch.Tensor:
+        """Compact target: level indices (or uS for a continuous device).
+
+        A differential pair always has one cell at g_min, so its two targets fit
+        in one signed number: +l on G+, -l on G- (half the storage).
+        """
         dev = self.hardware.device
+        if self.hardware.crossbar.mapping == "differential":
+            if dev.n_levels is None:
+                return (g_t[0] - g_t[1]).unsqueeze(0)
+            lv = quantize_to_levels(dev, g_t)
+            signed_dtype = torch.int8 if dev.n_levels <= 128 else (torch.int16 if dev.n_levels <= 32768 else torch.int32)
+            return (lv[0] - lv[1]).to(signed_dtype).unsqueeze(0)
+        return g_t if dev.n_levels is None else quantize_to_levels(dev, g_t).to(level_dtype(dev.n_levels))
+
+    def target_conductance(self) -> torch.Tensor:
+        """Target conductance of every cell, ``[cells_per_weight, in, out]`` in uS."""
+        dev = self.hardware.device
+        if self.hardware.crossbar.mapping == "differential":
+            d = self.target[0].to(torch.float32)
+            pair = torch.stack([d.clamp_min(0), (-d).clamp_min(0)])
+            return dev.g_min_us + (pair if dev.n_levels is None else pair * dev.level_step_us)
         if dev.n_levels is None:
             return self.target
         return level_to_conductance(dev, self.target)
@@ -189,7 +208,7 @@ class _HybridBase(nn.Module):
         hw = self.hardware
         g_t = xb.weight_to_conductance(hw.crossbar, hw.device, new_weight2d.detach().float(), self.scale_us)
         g_t = g_t.transpose(1, 2).contiguous()
-        target = g_t if hw.device.n_levels is None else quantize_to_levels(hw.device, g_t).to(self.target.dtype)
+        target = self._encode_target(g_t)
         seed = int(self.chip_seed)
         calls = int(self.drift_calls) + 1
         gen = _generator(_sub_seed(seed, self.layer_name, "reprogram", calls), self.g_us.device)
