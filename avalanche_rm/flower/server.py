@@ -1,0 +1,191 @@
+"""ServerApp pieces: adapter-only FedAvg that can forget a client exactly, and the round loop.
+
+``AdapterFedAvg`` keeps each client's latest adapter contribution, so dropping
+a client recomputes the aggregate without it exactly (for the latest round;
+earlier rounds' influence on the other clients' starting points remains, as in
+every retrain-free federated scheme). Forget requests travel as ``train.forget``
+messages carrying the owner's token; the client checks it, so a request from
+anyone else is refused there and nothing changes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+
+def _weighted_average(contribs: dict[int, tuple[ArrayRecord, int]]) -> ArrayRecord | None:
+    if not contribs:
+        return None
+    total = sum(n for _, n in contribs.values())
+    if total <= 0:
+        return None
+    out: dict[str, torch.Tensor] = {}
+    for arrays, n in contribs.values():
+        for k, v in arrays.to_torch_state_dict().items():
+            out[k] = out.get(k, 0) + v.double() * (n / total)
+    return ArrayRecord({k: v.float() for k, v in out.items()})
+
+
+class AdapterFedAvg(FedAvg):
+    """FedAvg over LoRA adapters that remembers per-client contributions for exact client removal."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.contributions: dict[int, tuple[ArrayRecord, int]] = {}
+        self.excluded: set[int] = set()
+        self.round_bytes: dict[int, int] = {}
+
+    def configure_train(self, server_round, arrays, config, grid):
+        msgs = super().configure_train(server_round, arrays, config, grid)
+        return [m for m in msgs if m.metadata.dst_node_id not in self.excluded]
+
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        msgs = super().configure_evaluate(server_round, arrays, config, grid)
+        return [m for m in msgs if m.metadata.dst_node_id not in self.excluded]
+
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        valid, _ = self._check_and_log_replies(replies, is_train=True)
+        sent = 0
+        for msg in valid:
+            nid = msg.metadata.src_node_id
+            if nid in self.excluded:
+                continue
+            arrays = msg.content["arrays"]
+            sent += int(arrays.count_bytes())
+            self.contributions[nid] = (arrays, int(msg.content["metrics"]["num-examples"]))
+        self.round_bytes[server_round] = sent
+        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key) if valid else None
+        return _weighted_average(self.contributions), metrics
+
+    def drop_client(self, node_id: int) -> ArrayRecord | None:
+        """Forget a client: exclude it from later rounds and re-aggregate without its contribution."""
+        self.excluded.add(node_id)
+        self.contributions.pop(node_id, None)
+        return _weighted_average(self.contributions)
+
+    def replace_contribution(self, node_id: int, arrays: ArrayRecord, num_examples: int) -> ArrayRecord | None:
+        self.contributions[node_id] = (arrays, num_examples)
+        return _weighted_average(self.contributions)
+
+
+@dataclass
+class FederatedForgetRequest:
+    """``kind="client"`` forgets a whole client; ``kind="samples"`` names sample ids on that client."""
+
+    partition_id: int
+    token: str
+    kind: str = "client"
+    sample_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("client", "samples"):
+            raise ValueError(f"kind must be 'client' or 'samples', got {self.kind!r}")
+        if isinstance(self.partition_id, bool) or not isinstance(self.partition_id, int) or self.partition_id < 0:
+            raise ValueError(f"partition_id must be a non-negative int, got {self.partition_id!r}")
+        if self.kind == "samples" and not self.sample_ids:
+            raise ValueError("a samples request needs sample_ids")
+
+
+@dataclass
+class FederationResult:
+    arrays: ArrayRecord | None
+    history: list[dict] = field(default_factory=list)
+    audit: list[dict] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)
+
+
+def partition_map(grid: Grid) -> dict[int, int]:
+    """partition-id -> node id, asked of the nodes (the server cannot see node_config)."""
+    msgs = [Message(RecordDict(), nid, "query.info") for nid in grid.get_node_ids()]
+    out = {}
+    for rep in grid.send_and_receive(msgs):
+        if not rep.has_error():
+            out[int(rep.content["info"]["partition-id"])] = rep.metadata.src_node_id
+    return out
+
+
+def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRecord, num_rounds: int,
+                   forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None,
+                   train_config: dict | None = None) -> FederationResult:
+    """The ServerApp loop: train/evaluate rounds, forget requests honoured after their scheduled round."""
+    if num_rounds < 1:
+        raise ValueError(f"num_rounds must be >= 1, got {num_rounds!r}")
+    arrays = initial_arrays
+    res = FederationResult(arrays)
+    forget_schedule = forget_schedule or {}
+    for rnd in range(1, num_rounds + 1):
+        replies = list(grid.send_and_receive(strategy.configure_train(rnd, arrays, ConfigRecord(dict(train_config or {})),
+                                                                      grid)))
+        agg, train_metrics = strategy.aggregate_train(rnd, replies)
+        if agg is not None:
+            arrays = agg
+        ev = list(grid.send_and_receive(strategy.configure_evaluate(rnd, arrays, ConfigRecord({}), grid)))
+        eval_metrics = strategy.aggregate_evaluate(rnd, ev) if ev else None
+        res.history.append({"round": rnd, "train": dict(train_metrics or {}), "eval": dict(eval_metrics or {}),
+                            "bytes_sent": strategy.round_bytes.get(rnd, 0),
+                            "failures": sum(1 for r in replies if r.has_error()),
+                            "clients": len(replies)})
+        for req in forget_schedule.get(rnd, []):
+            arrays = _honour(grid, strategy, arrays, req, rnd, res)
+    res.arrays = arrays
+    return res
+
+
+def _honour(grid, strategy, arrays, req: FederatedForgetRequest, rnd: int, res: FederationResult):
+    nodes = partition_map(grid)
+    node = nodes.get(req.partition_id)
+    entry = {"round": rnd, "partition_id": req.partition_id, "kind": req.kind, "n_samples": len(req.sample_ids)}
+    if node is None:
+        res.refused.append({**entry, "reason": "client offline or unknown"})
+        return arrays
+    cfg = {"token": req.token, "kind": req.kind, "sample-ids": list(req.sample_ids)}
+    t0 = time.perf_counter()
+    reply = list(grid.send_and_receive([Message(RecordDict({"arrays": arrays, "config": ConfigRecord(cfg)}), node,
+                                                "train.forget")]))
+    if not reply or reply[0].has_error() or int(reply[0].content["metrics"]["refused"]):
+        res.refused.append({**entry, "reason": "refused by the client (token or ids)"})
+        return arrays
+    m = reply[0].content["metrics"]
+    if req.kind == "client":
+        new = strategy.drop_client(node)
+    else:
+        new = strategy.replace_contribution(node, reply[0].content["arrays"], int(m["num-examples"]))
+    res.audit.append({**entry, "node": node, "wall_time_s": time.perf_counter() - t0,
+                      "client_energy_pj": float(m.get("energy-pj", 0.0)), "client_pulses": float(m.get("pulses", 0.0)),
+                      "remaining_clients": len(strategy.contributions)})
+    return new if new is not None else arrays
+
+
+def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num_rounds: int = 3,
+                    forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None, on_result=None):
+    """A Flower ``ServerApp`` running :func:`run_federation` over adapter-only FedAvg.
+
+    ``run_config`` keys (``flwr run``) override: ``num-server-rounds``. ``on_result(result)``
+    receives the :class:`FederationResult` (e.g. to write a report).
+    """
+    from flwr.app import Context
+    from flwr.serverapp import ServerApp
+
+    from ..nn.model import convert_to_hybrid
+    from .client import ADAPTER, adapter_record
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        rounds = int(context.run_config.get("num-server-rounds", num_rounds))
+        n = len(list(grid.get_node_ids()))
+        model = convert_to_hybrid(base_fn(), hardware)
+        model.add_adapter(ADAPTER, rank=rank, alpha=alpha, seed=0, bias=True)
+        strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
+        result = run_federation(grid, strategy, adapter_record(model), rounds, forget_schedule)
+        if on_result is not None:
+            on_result(result)
+
+    return app
