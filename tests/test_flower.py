@@ -104,3 +104,48 @@ def test_real_ray_simulation_with_a_forget_request(tmp_path):
     res = json.loads(out.read_text())
     assert len(res["history"]) == 2 and res["audit"][0]["partition_id"] == 2
     assert res["history"][1]["clients"] == 2
+
+
+def test_forget_request_for_an_offline_client_waits_for_it():
+    app = make_client_app(base_fn, data_fn, HW, rank=4, alpha=8, local_epochs=1)
+    grid = InProcessGrid(app, 4)
+    strat = AdapterFedAvg(min_train_nodes=3, min_evaluate_nodes=3, min_available_nodes=3)
+    _, init = initial()
+    grid.offline.add(grid.node_ids[3])
+    sched = {1: [FederatedForgetRequest(3, owner_token("federation-secret", 3))]}
+    res = run_federation(grid, strat, init, 1, sched)
+    assert res.audit == [] and len(res.pending) == 1 and res.refused == []
+    grid.offline.clear()
+    strat.min_train_nodes = strat.min_evaluate_nodes = strat.min_available_nodes = 4
+    res2 = run_federation(grid, strat, res.arrays, 1, {1: res.pending})
+    assert [a["partition_id"] for a in res2.audit] == [3] and res2.pending == []
+    grid.offline.add(grid.node_ids[0])
+    strat.min_train_nodes = strat.min_evaluate_nodes = strat.min_available_nodes = 2
+    res3 = run_federation(grid, strat, res.arrays, 1, {1: [FederatedForgetRequest(0, owner_token("federation-secret", 0))]},
+                          queue_offline=False)
+    assert res3.pending == [] and res3.refused[0]["reason"].startswith("client offline")
+
+
+@pytest.mark.skipif(os.environ.get("AVALANCHE_RM_SKIP_RAY") == "1", reason="Ray simulation disabled")
+def test_flwr_run_of_the_example_app_and_superlink_stopped(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (Path(sys.executable).parent / "flwr").exists():
+        pytest.skip("flwr CLI not installed next to this interpreter")
+    env = dict(os.environ, FLWR_HOME=str(tmp_path / "flwr"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    out = subprocess.run(["bash", str(root / "examples" / "flower_app" / "run.sh"), "3"], env=env,
+                         capture_output=True, text=True, timeout=420)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert "round 3: clients 2" in text and "forget requests honoured" in text
+    import time
+
+    for _ in range(40):  # the SuperLink gets SIGTERM on exit; give it a moment to go
+        left = subprocess.run(["pgrep", "-f", f"flower-superlink.*{tmp_path}"], capture_output=True, text=True)
+        if not left.stdout.strip():
+            break
+        time.sleep(0.25)
+    assert left.stdout.strip() == ""

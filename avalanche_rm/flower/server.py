@@ -98,6 +98,7 @@ class FederationResult:
     history: list[dict] = field(default_factory=list)
     audit: list[dict] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
+    pending: list[FederatedForgetRequest] = field(default_factory=list)
 
 
 def partition_map(grid: Grid) -> dict[int, int]:
@@ -112,8 +113,12 @@ def partition_map(grid: Grid) -> dict[int, int]:
 
 def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRecord, num_rounds: int,
                    forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None,
-                   train_config: dict | None = None) -> FederationResult:
-    """The ServerApp loop: train/evaluate rounds, forget requests honoured after their scheduled round."""
+                   train_config: dict | None = None, queue_offline: bool = True) -> FederationResult:
+    """The ServerApp loop: train/evaluate rounds, forget requests honoured after their scheduled round.
+
+    A request for a client that is offline is kept in ``result.pending`` and
+    retried after every later round (``queue_offline=True``), or refused at once.
+    """
     if num_rounds < 1:
         raise ValueError(f"num_rounds must be >= 1, got {num_rounds!r}")
     arrays = initial_arrays
@@ -131,18 +136,23 @@ def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRec
                             "bytes_sent": strategy.round_bytes.get(rnd, 0),
                             "failures": sum(1 for r in replies if r.has_error()),
                             "clients": len(replies)})
-        for req in forget_schedule.get(rnd, []):
-            arrays = _honour(grid, strategy, arrays, req, rnd, res)
+        due, res.pending = res.pending + list(forget_schedule.get(rnd, [])), []
+        for req in due:
+            arrays = _honour(grid, strategy, arrays, req, rnd, res, queue_offline)
     res.arrays = arrays
     return res
 
 
-def _honour(grid, strategy, arrays, req: FederatedForgetRequest, rnd: int, res: FederationResult):
+def _honour(grid, strategy, arrays, req: FederatedForgetRequest, rnd: int, res: FederationResult,
+            queue_offline: bool = True):
     nodes = partition_map(grid)
     node = nodes.get(req.partition_id)
     entry = {"round": rnd, "partition_id": req.partition_id, "kind": req.kind, "n_samples": len(req.sample_ids)}
     if node is None:
-        res.refused.append({**entry, "reason": "client offline or unknown"})
+        if queue_offline:
+            res.pending.append(req)
+        else:
+            res.refused.append({**entry, "reason": "client offline or unknown"})
         return arrays
     cfg = {"token": req.token, "kind": req.kind, "sample-ids": list(req.sample_ids)}
     t0 = time.perf_counter()
@@ -163,11 +173,13 @@ def _honour(grid, strategy, arrays, req: FederatedForgetRequest, rnd: int, res: 
 
 
 def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num_rounds: int = 3,
-                    forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None, on_result=None):
+                    forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None, schedule_fn=None,
+                    on_result=None):
     """A Flower ``ServerApp`` running :func:`run_federation` over adapter-only FedAvg.
 
-    ``run_config`` keys (``flwr run``) override: ``num-server-rounds``. ``on_result(result)``
-    receives the :class:`FederationResult` (e.g. to write a report).
+    ``run_config`` (``[tool.flwr.app.config]`` under ``flwr run``) may set
+    ``num-server-rounds``; ``schedule_fn(run_config)`` may build the forget
+    schedule from it. ``on_result(result)`` receives the :class:`FederationResult`.
     """
     from flwr.app import Context
     from flwr.serverapp import ServerApp
@@ -184,7 +196,8 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
         model = convert_to_hybrid(base_fn(), hardware)
         model.add_adapter(ADAPTER, rank=rank, alpha=alpha, seed=0, bias=True)
         strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
-        result = run_federation(grid, strategy, adapter_record(model), rounds, forget_schedule)
+        sched = schedule_fn(dict(context.run_config)) if schedule_fn is not None else forget_schedule
+        result = run_federation(grid, strategy, adapter_record(model), rounds, sched)
         if on_result is not None:
             on_result(result)
 

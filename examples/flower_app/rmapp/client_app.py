@@ -1,0 +1,6 @@
+"""ClientApp: one simulated hybrid chip per SuperNode (digits partition = the node's owner)."""
+from avalanche_rm.flower import make_client_app
+from avalanche_rm.flower.digits_fl import base_fn, data_fn
+from avalanche_rm.hardware import get_preset
+
+app = make_client_app(base_fn, data_fn, get_preset("paper-180nm"), rank=4, alpha=8.0, local_epochs=1)
