@@ -95,6 +95,58 @@ def bench_memory(preset: str) -> list[tuple[str, float]]:
     return rows
 
 
+def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float]:
+    """Seconds per federated round (in-process grid): hybrid-chip clients vs plain-torch clients.
+
+    Both train one local epoch on the same digits partitions; the plain clients
+    train the whole software model and send its state dict, the hybrid clients
+    train LoRA on their programmed chip and send the adapter.
+    """
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    from .flower import ADAPTER, AdapterFedAvg, InProcessGrid, adapter_record, make_client_app, run_federation
+    from .flower.digits_fl import base_fn, data_fn
+    from .training import train_classifier
+
+    hw = get_preset("paper-180nm")
+    plain = ClientApp()
+
+    @plain.train()
+    def train(msg, ctx):
+        pid = int(ctx.node_config["partition-id"])
+        m = base_fn()
+        m.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        d = data_fn(pid, int(ctx.node_config["num-partitions"]))
+        train_classifier(m, d.x, d.y, m.parameters(), epochs=1, batch_size=32, progress=False, seed=pid)
+        return Message(RecordDict({"arrays": ArrayRecord(m.state_dict()),
+                                   "metrics": MetricRecord({"num-examples": len(d.y)})}), reply_to=msg)
+
+    @plain.evaluate()
+    def evaluate(msg, ctx):
+        d = data_fn(int(ctx.node_config["partition-id"]), int(ctx.node_config["num-partitions"]))
+        m = base_fn()
+        m.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        with torch.no_grad():
+            acc = float((m(d.x_test).argmax(1) == d.y_test).float().mean())
+        return Message(RecordDict({"metrics": MetricRecord({"num-examples": len(d.y_test), "accuracy": acc})}),
+                       reply_to=msg)
+
+    hybrid = make_client_app(base_fn, data_fn, hw, local_epochs=1)
+    model = convert_to_hybrid(base_fn(), hw)
+    model.add_adapter(ADAPTER, rank=4, alpha=8.0, seed=0, bias=True)
+
+    def one(app, init):
+        grid = InProcessGrid(app, num_clients)
+        strat = AdapterFedAvg(min_train_nodes=num_clients, min_evaluate_nodes=num_clients,
+                              min_available_nodes=num_clients)
+        run_federation(grid, strat, init, 1)  # first contact programs each chip: not part of a round
+        return lambda: run_federation(grid, strat, init, 1)
+
+    rp, rh = one(plain, ArrayRecord(base_fn().state_dict())), one(hybrid, adapter_record(model))
+    return _interleaved(rp, rh, repeats=repeats, inner=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--preset", default="paper-180nm")
@@ -117,6 +169,12 @@ def main(argv: list[str] | None = None) -> None:
     print("\nmodule memory (parameters + buffers), hybrid / plain")
     for label, r in bench_memory(args.preset):
         print(f"  {label:<52s} {r:6.2f}x")
+    import logging
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    tp, th = bench_fl_round()
+    print(f"\nfederated round, 5 clients on digits (in-process grid): plain torch {tp:.3f} s, "
+          f"hybrid chips {th:.3f} s, ratio {th / tp:.2f}x")
 
 
 if __name__ == "__main__":

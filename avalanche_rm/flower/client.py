@@ -27,6 +27,10 @@ from ..training import train_classifier
 
 ADAPTER = "fl"
 
+# Deserialised chips, keyed by (run, node) and checked against the version stored in Context.state:
+# a memo of the state, never a substitute for it (Ray actors serve several nodes; the key keeps them apart).
+_CHIPS: dict[tuple[int, int], tuple[int, HybridModel]] = {}
+
 
 @dataclass
 class ClientData:
@@ -64,19 +68,38 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
 
     def load(ctx: Context) -> tuple[HybridModel, int]:
         pid = int(ctx.node_config["partition-id"])
+        version = int(ctx.state.config_records["chip-version"]["v"]) if "chip-version" in ctx.state.config_records else -1
+        memo = _CHIPS.get((ctx.run_id, ctx.node_id))
+        if memo is not None and memo[0] == version >= 0:
+            return memo[1], pid
         model = convert_to_hybrid(base_fn(), hardware)
         model.add_adapter(ADAPTER, rank=rank, alpha=alpha, seed=base_seed, bias=True)
         if "chip" in ctx.state.array_records:
-            model.load_state_dict(ctx.state.array_records["chip"].to_torch_state_dict())
+            sd = ctx.state.array_records["chip"].to_torch_state_dict()
+            sd.update(ctx.state.array_records["adapter"].to_torch_state_dict())
+            model.load_state_dict(sd)
             model.ledger.load_state_dict(json.loads(ctx.state.config_records["ledger"]["json"]))
         else:
             # first contact: deploy the base on this client's own chip (its own variability)
             model.program(seed=base_seed + pid)
         return model, pid
 
+    def base_version(model: HybridModel) -> str:
+        return ",".join(f"{int(layer.chip_seed)}:{int(layer.drift_calls)}" for layer in model.hybrid_layers())
+
     def save(ctx: Context, model: HybridModel) -> None:
-        ctx.state["chip"] = ArrayRecord({k: v.contiguous() for k, v in model.state_dict().items()})
+        sd = model.state_dict()
+        adapter = {k: v.contiguous() for k, v in sd.items() if ".lora_" in k}
+        # the analogue part changes only when cells are written or age: store it again only then
+        bv = base_version(model)
+        if "chip" not in ctx.state.array_records or ctx.state.config_records["base-version"]["v"] != bv:
+            ctx.state["chip"] = ArrayRecord({k: v.contiguous() for k, v in sd.items() if ".lora_" not in k})
+            ctx.state["base-version"] = ConfigRecord({"v": bv})
+        ctx.state["adapter"] = ArrayRecord(adapter)
         ctx.state["ledger"] = ConfigRecord({"json": json.dumps(model.ledger.state_dict())})
+        version = int(ctx.state.config_records["chip-version"]["v"]) + 1 if "chip-version" in ctx.state.config_records else 0
+        ctx.state["chip-version"] = ConfigRecord({"v": version})
+        _CHIPS[(ctx.run_id, ctx.node_id)] = (version, model)
 
     def forgotten(ctx: Context) -> torch.Tensor:
         if "forgotten" in ctx.state.array_records:
