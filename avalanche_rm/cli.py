@@ -30,26 +30,38 @@ def _prepare_out(out: Optional[Path]) -> Optional[Path]:
     return out
 
 
-@app.command()
-def demo(
-    preset: str = typer.Option("paper-180nm", help="hardware preset (see `avalanche-rm presets`)"),
-    seed: int = typer.Option(0, help="seed for data split, training and chip variability"),
-    epochs: int = typer.Option(40, help="software pre-training epochs"),
-    adapter_epochs: int = typer.Option(15, help="LoRA calibration epochs"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
-    out: Optional[Path] = typer.Option(None, help="folder for report.json"),
-    quiet: bool = typer.Option(False, help="no progress bars"),
-) -> None:
-    """The main job on scikit-learn's bundled digits (no network)."""
-    from .hardware import list_presets
-    from .jobs.basic import format_basic_report, run_basic_job
+def _load_config(path: Optional[Path]) -> dict:
+    if path is None:
+        return {}
+    import tomllib
 
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        _fail(f"--config file {str(path)!r} does not exist")
+    except tomllib.TOMLDecodeError as e:
+        _fail(f"--config file {str(path)!r} is not valid TOML: {e}")
+    return data
+
+
+def _pick(cli_value, config: dict, key: str, default):
+    """CLI value if given, else the config file's, else the default."""
+    if cli_value is not None:
+        return cli_value
+    return config.get(key, default)
+
+
+def _common(preset, seed, device, out, config):
+    from .hardware import list_presets
+
+    preset = _pick(preset, config, "preset", "paper-180nm")
+    seed = _pick(seed, config, "seed", 0)
+    device = _pick(device, config, "device", "cpu")
+    out = _pick(out, config, "out", None)
     if preset not in list_presets():
         _fail(f"unknown preset {preset!r}; choose one of {list_presets()}")
-    if epochs < 1:
-        _fail(f"--epochs must be >= 1, got {epochs}")
-    if adapter_epochs < 0:
-        _fail(f"--adapter-epochs must be >= 0, got {adapter_epochs}")
+    if not isinstance(seed, int) or seed < 0:
+        _fail(f"--seed must be an int >= 0, got {seed!r}")
     if device not in ("cpu", "cuda"):
         _fail(f"--device must be cpu or cuda, got {device!r}")
     if device == "cuda":
@@ -57,16 +69,119 @@ def demo(
 
         if not torch.cuda.is_available():
             _fail("--device cuda requested but no CUDA device is available")
-    out = _prepare_out(out)
+    return preset, seed, device, _prepare_out(Path(out) if out is not None else None)
+
+
+PresetOpt = typer.Option(None, help="hardware preset (see `avalanche-rm presets`)")
+SeedOpt = typer.Option(None, help="seed for data, training and chip variability (default 0)")
+DeviceOpt = typer.Option(None, help="cpu or cuda")
+OutOpt = typer.Option(None, help="folder for report.json, report.md and plots")
+ConfigOpt = typer.Option(None, help="TOML file setting the same fields (CLI options win)")
+
+
+@app.command()
+def demo(
+    preset: Optional[str] = PresetOpt,
+    seed: Optional[int] = SeedOpt,
+    epochs: Optional[int] = typer.Option(None, help="pre-training epochs of the base (default 30)"),
+    adapter_epochs: Optional[int] = typer.Option(None, help="epochs per learning experience (default 10)"),
+    unlearn_epochs: Optional[int] = typer.Option(None, help="max epochs of approximate unlearning (default 40)"),
+    device: Optional[str] = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """The main job on bundled digits: public base, new classes on adapters, a forget request, baselines."""
+    from .jobs.demo import format_demo, run_demo
+    from .report import write_report
+
+    cfg = _load_config(config)
+    preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    ep = _pick(epochs, cfg, "epochs", 30)
+    aep = _pick(adapter_epochs, cfg, "adapter_epochs", 10)
+    uep = _pick(unlearn_epochs, cfg, "unlearn_epochs", 40)
+    for name, v in (("--epochs", ep), ("--adapter-epochs", aep), ("--unlearn-epochs", uep)):
+        if not isinstance(v, int) or v < 1:
+            _fail(f"{name} must be an int >= 1, got {v!r}")
     try:
-        rep = run_basic_job(preset=preset, seed=seed, epochs=epochs, adapter_epochs=adapter_epochs, device=device,
+        rep, figs = run_demo(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep, unlearn_epochs=uep,
+                             device=device, progress=not quiet)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(format_demo(rep))
+    if out is not None:
+        write_report(out, rep, figs)
+        typer.echo(f"\nreport written to {out / 'report.md'}")
+
+
+@app.command()
+def basic(
+    preset: Optional[str] = PresetOpt,
+    seed: Optional[int] = SeedOpt,
+    epochs: Optional[int] = typer.Option(None, help="software pre-training epochs (default 40)"),
+    adapter_epochs: Optional[int] = typer.Option(None, help="LoRA calibration epochs (default 15)"),
+    device: Optional[str] = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Software MLP -> programmed chip -> LoRA calibration -> drift (bundled digits)."""
+    from .jobs.basic import format_basic_report, run_basic_job
+    from .report import write_report
+
+    cfg = _load_config(config)
+    preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    ep, aep = _pick(epochs, cfg, "epochs", 40), _pick(adapter_epochs, cfg, "adapter_epochs", 15)
+    if not isinstance(ep, int) or ep < 1:
+        _fail(f"--epochs must be an int >= 1, got {ep!r}")
+    if not isinstance(aep, int) or aep < 0:
+        _fail(f"--adapter-epochs must be an int >= 0, got {aep!r}")
+    try:
+        rep = run_basic_job(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep, device=device,
                             progress=not quiet)
     except ValueError as e:
         _fail(str(e))
     typer.echo(format_basic_report(rep))
     if out is not None:
-        (out / "report.json").write_text(json.dumps(rep, indent=2, default=str))
-        typer.echo(f"\nreport written to {out / 'report.json'}")
+        report = {"command": "basic", "version": "0.1.0", "preset": rep["preset"],
+                  "preset_source": rep["preset_source"], "seed": seed, "data": rep["data"],
+                  "tables": {"accuracy": [{"stage": k, "accuracy": v} for k, v in rep["accuracy"].items()],
+                             "ledger": [{"phase": p, **v} for p, v in rep["ledger"].items()]},
+                  "programming": rep["programming"]}
+        write_report(out, report)
+        typer.echo(f"\nreport written to {out / 'report.md'}")
+
+
+@app.command()
+def cost(
+    model: str = typer.Option("mlp", help="mlp, mlp512, cnn, or package.module:factory returning (module, input_shape)"),
+    batch: int = typer.Option(32, help="samples per measured batch"),
+    rank: int = typer.Option(4, help="LoRA rank for the adapter rows"),
+    preset: Optional[str] = PresetOpt,
+    seed: Optional[int] = SeedOpt,
+    device: Optional[str] = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Price a model on a preset: programming, training per sample, inference per sample."""
+    from .jobs.cost import run_cost
+    from .report import markdown_table, write_report
+
+    cfg = _load_config(config)
+    preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    if batch < 1:
+        _fail(f"--batch must be >= 1, got {batch}")
+    if rank < 1:
+        _fail(f"--rank must be >= 1, got {rank}")
+    try:
+        rep = run_cost(model=model, preset=preset, seed=seed, batch=batch, rank=rank, device=device)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(f"{model} on {preset} ({rep['cells']} analogue cells); {rep['data']}\n")
+    typer.echo(markdown_table(rep["tables"]["cost per operation"]))
+    if out is not None:
+        write_report(out, rep)
+        typer.echo(f"report written to {out / 'report.md'}")
 
 
 @app.command()

@@ -3,24 +3,62 @@ import json
 from typer.testing import CliRunner
 
 from avalanche_rm.cli import app
+from avalanche_rm.report import validate_report
 
 runner = CliRunner()
+FAST = ["--epochs", "2", "--adapter-epochs", "1", "--unlearn-epochs", "2", "--quiet"]
 
 
-def test_demo_runs_and_writes_report(tmp_path):
-    res = runner.invoke(app, ["demo", "--epochs", "3", "--adapter-epochs", "1", "--quiet", "--out", str(tmp_path)])
+def test_demo_runs_and_writes_a_valid_report(tmp_path):
+    res = runner.invoke(app, ["demo", *FAST, "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "programmed" in res.output and "cost ledger" in res.output
+    assert "hybrid LoRA" in res.output and "retrain + reprogram" in res.output
     rep = json.loads((tmp_path / "report.json").read_text())
-    assert rep["data"].startswith("scikit-learn") and rep["programming"]["cells"] > 0
-    assert rep["ledger"]["deploy"]["pulses"] > 0 and rep["ledger"]["train"]["pulses"] == 0
+    validate_report(rep)
+    assert rep["data"].startswith("scikit-learn") and "real" in rep["data"]
+    for plot in ("accuracy_per_experience.png", "energy_by_phase.png", "programming_pulses.png",
+                 "conductance_error.png", "forget_retain.png"):
+        assert plot in rep["plots"] and (tmp_path / plot).stat().st_size > 1000
+    cost = {(r["strategy"], r["phase"]): r for r in rep["tables"]["cost per phase"]}
+    assert cost[("hybrid LoRA", "train")]["pulses"] == 0 and cost[("hybrid LoRA", "unlearn")]["pulses"] == 0
+    assert cost[("full-weight write-back", "train")]["pulses"] > 0
+    assert (tmp_path / "report.md").read_text().startswith("# avalanche-rm demo")
 
 
-def test_bad_options_exit_non_zero_with_one_line():
-    for args, word in ((["demo", "--preset", "nope"], "nope"), (["demo", "--epochs", "-1"], "epochs")):
+def test_basic_and_cost_commands(tmp_path):
+    res = runner.invoke(app, ["basic", "--epochs", "2", "--adapter-epochs", "1", "--quiet", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    validate_report(json.loads((tmp_path / "b" / "report.json").read_text()))
+    res = runner.invoke(app, ["cost", "--model", "mlp", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "c" / "report.json").read_text())
+    validate_report(rep)
+    rows = {r["operation"]: r for r in rep["tables"]["cost per operation"]}
+    assert rows["training step, LoRA only (hybrid)"]["pulses"] == 0
+    assert rows["training step, all weights + write-back"]["pulses"] > 0
+
+
+def test_config_file_sets_fields(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('preset = "rram-generic"\nseed = 3\nepochs = 1\nadapter_epochs = 0\n')
+    res = runner.invoke(app, ["basic", "--config", str(cfg), "--quiet", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["preset"] == "rram-generic" and rep["seed"] == 3
+
+
+def test_bad_options_exit_non_zero_with_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("preset = [")
+    cases = ((["demo", "--preset", "nope"], "nope"), (["demo", "--epochs", "-1"], "epochs"),
+             (["cost", "--model", "nope"], "nope"), (["demo", "--config", str(bad)], "TOML"),
+             (["demo", "--config", str(tmp_path / "missing.toml")], "does not exist"),
+             (["cost", "--batch", "0"], "batch"))
+    for args, word in cases:
         res = runner.invoke(app, args)
-        assert res.exit_code != 0
-        assert word in res.output and "Traceback" not in res.output
+        assert res.exit_code != 0, args
+        assert word in res.output and "Traceback" not in res.output, (args, res.output)
+        assert len([line for line in res.output.splitlines() if line.strip()]) == 1, res.output
 
 
 def test_unwritable_out(tmp_path):
@@ -28,3 +66,14 @@ def test_unwritable_out(tmp_path):
     f.write_text("x")
     res = runner.invoke(app, ["demo", "--out", str(f / "sub"), "--epochs", "1"])
     assert res.exit_code != 0 and "not writable" in res.output
+
+
+def test_report_schema_names_the_bad_field():
+    import pytest
+
+    with pytest.raises(ValueError, match="seed"):
+        validate_report({"command": "x", "version": "1", "preset": "p", "preset_source": "s", "seed": "0",
+                         "data": "d", "tables": {}, "plots": []})
+    with pytest.raises(ValueError, match="tables"):
+        validate_report({"command": "x", "version": "1", "preset": "p", "preset_source": "s", "seed": 0,
+                         "data": "d", "plots": []})

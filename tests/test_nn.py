@@ -157,6 +157,7 @@ def test_adapter_trains_and_improves_loss():
     train = h.ledger.summary("train")
     assert train.steps == 30 and train.sram_write_bytes > 0 and train.digital_macs > 0
     assert train.pulses == 0  # training never writes analogue cells
+    assert h.ledger.summary("infer").analog_macs == 0  # every layer's training forward is charged to "train"
 
 
 def test_merge_adapter_reprograms_and_is_charged():

@@ -179,3 +179,19 @@ def test_request_validation_and_streams(setup):
     plain = tensor_dataset(torch.rand(3, 4), torch.tensor([0, 1, 0]))
     with pytest.raises(ValueError, match="sample_ids"):
         dataset_tensors(plain)
+
+
+def test_forgotten_samples_leave_the_replay_buffer(setup):
+    from avalanche.training.plugins import ReplayPlugin
+
+    sp, base = setup
+    lo = LoRAUnlearning(model=copy.deepcopy(base), rank=4, alpha=8, train_epochs=1, method="neg_ce",
+                        unlearn_epochs=2, evaluator=quiet(), plugins=[ReplayPlugin(500)])
+    lo.train(sp.benchmark.train_stream[0])
+    buf = lo.plugins[0].storage_policy.buffer
+    sevens = sum(1 for k in range(len(buf)) if int(buf[k][1]) == 7)
+    assert sevens > 0
+    rec = lo.forget(ForgetRequest(requester="controller", classes=(7,)))
+    assert rec["affected"]["purged_from_replay"] == sevens
+    buf = lo.plugins[0].storage_policy.buffer
+    assert all(int(buf[k][1]) != 7 for k in range(len(buf)))

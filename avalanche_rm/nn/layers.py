@@ -65,15 +65,15 @@ class _AnalogMatmul(torch.autograd.Function):
     """Analogue forward, straight-through transposed backward (charged to the ledger)."""
 
     @staticmethod
-    def forward(ctx, x, layer: "_HybridBase"):  # type: ignore[override]
+    def forward(ctx, x, layer: "_HybridBase", phase: str):  # type: ignore[override]
         ctx.layer = layer
-        return layer._analog_forward(x)
+        return layer._analog_forward(x, phase)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         layer: _HybridBase = ctx.layer
         layer._charge_backward(grad_out.shape[0])
-        return grad_out @ layer.effective_weight(), None
+        return grad_out @ layer.effective_weight(), None, None
 
 
 class _HybridBase(nn.Module):
@@ -319,24 +319,24 @@ class _HybridBase(nn.Module):
         return (b @ a) * self.scaling[name]
 
     # ------------------------------------------------------------ compute
-    def _analog_forward(self, x2: torch.Tensor) -> torch.Tensor:
+    def _analog_forward(self, x2: torch.Tensor, phase: str | None = None) -> torch.Tensor:
         hw = self.hardware
         dg = xb.delta_conductance(hw.crossbar, hw.device, self.g_us)
         res = xb.analog_linear(hw.crossbar, hw.device, x2, dg, self.scale_us, self.grid, self.adc_fs_us,
                                read_noise=self.analog_noise)
-        self._charge_forward(res.codes, res.code_full_scale, x2.shape[0])
+        self._charge_forward(res.codes, res.code_full_scale, x2.shape[0], phase)
         return res.y
 
     def _phase(self) -> str:
         return self.ledger.current_phase("train" if (self.training and torch.is_grad_enabled()) else "infer")
 
-    def _charge_forward(self, codes: torch.Tensor, code_full_scale: float, n: int) -> None:
+    def _charge_forward(self, codes: torch.Tensor, code_full_scale: float, n: int, phase: str | None = None) -> None:
         if not self.ledger.enabled:
             return
         hw = self.hardware
         cpw = hw.crossbar.cells_per_weight
         c = xb.mvm_cost(hw.crossbar, hw.device, codes, code_full_scale, self.g_row_sum_us, self.grid, n, cpw)
-        phase = self._phase()
+        phase = phase or self._phase()
         led = self.ledger
         led.add_scaled(phase, c.driven_rows, {"analog_macs": c.macs_per_row, "dac_conversions": c.dac_per_row,
                                               "energy_dac_pj": c.dac_energy_pj_per_row,
@@ -385,14 +385,16 @@ class _HybridBase(nn.Module):
         shadow = getattr(self, "weight_shadow", None)
         if shadow is not None and shadow.requires_grad and torch.is_grad_enabled():
             # full-weight training: the chip computes the output, gradients reach the digital shadow
+            phase = self._phase()
             with torch.no_grad():
-                y = self._analog_forward(x2)
+                y = self._analog_forward(x2, phase)
             lin = x2 @ shadow.t()
             self._charge_weight_gradient(x2.shape[0])
             return y + (lin - lin.detach())
         if not (torch.is_grad_enabled() and x2.requires_grad):
             return self._analog_forward(x2)
-        return _AnalogMatmul.apply(x2, self)
+        # autograd runs Function.forward with grad mode off: decide the phase out here
+        return _AnalogMatmul.apply(x2, self, self._phase())
 
     def enable_weight_training(self) -> nn.Parameter:
         """Add a trainable digital shadow of the analogue weights (full-weight baselines).

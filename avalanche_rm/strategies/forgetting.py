@@ -152,6 +152,7 @@ class ForgetMixin:
             detail = self._apply_forget(ids, request)
         wall = time.perf_counter() - t0
         self.registry.remove(ids)
+        detail["purged_from_replay"] = self.purge_replay(ids)
         self.forgotten_ids = torch.cat([self.forgotten_ids, ids])
         self.forgotten_data = (xf, yf) if self.forgotten_data is None else (
             torch.cat([self.forgotten_data[0], xf]), torch.cat([self.forgotten_data[1], yf]))
@@ -168,6 +169,28 @@ class ForgetMixin:
             with open(self.audit_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         return record
+
+    def purge_replay(self, ids: torch.Tensor) -> int:
+        """Drop forgotten samples from every replay buffer (Avalanche keeps them otherwise); returns how many."""
+        idset = set(int(i) for i in ids)
+        removed = 0
+        for plugin in getattr(self, "plugins", []):
+            policy = getattr(plugin, "storage_policy", None)
+            if policy is None:
+                continue
+            groups = list(getattr(policy, "buffer_groups", {}).values()) or [policy]
+            for group in groups:
+                ds = getattr(group, "buffer", None)
+                if ds is None or len(ds) == 0 or not hasattr(ds, "sample_ids"):
+                    continue
+                keep = [k for k, sid in enumerate(ds.sample_ids) if int(sid) not in idset]
+                if len(keep) == len(ds):
+                    continue
+                removed += len(ds) - len(keep)
+                group.buffer = ds.subset(keep)
+                if hasattr(group, "_buffer_weights") and len(group._buffer_weights) == len(ds):
+                    group._buffer_weights = group._buffer_weights[torch.tensor(keep, dtype=torch.long)]
+        return removed
 
     def _verification(self, model, forget, retain, request: ForgetRequest) -> dict:
         """Accuracies and MIA; for class requests the non-member reference is the test data of those classes."""

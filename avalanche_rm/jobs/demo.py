@@ -1,0 +1,134 @@
+"""The main job: pre-train a base on public classes, program it, learn new classes on adapters,
+serve a forget request, and compare the bill with the full-weight baselines on the same chip."""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+from tqdm.auto import tqdm
+
+from ..benchmarks import ForgetRequest, public_private_digits
+from ..evaluation import accuracy_of
+from ..hardware import get_preset
+from ..nn import convert_to_hybrid
+from ..report import plots
+from ..strategies import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning
+from ..training import train_classifier
+from .basic import make_mlp
+
+STRATEGIES = ("hybrid LoRA", "full-weight write-back", "retrain + reprogram")
+PHASES = ("deploy", "train", "unlearn", "infer")
+
+
+def run_demo(preset: str = "paper-180nm", seed: int = 0, epochs: int = 30, adapter_epochs: int = 10,
+             unlearn_epochs: int = 40, forget_class: int = 7, device: str = "cpu",
+             progress: bool = True) -> tuple[dict, dict]:
+    """Returns ``(report, plots)`` for :func:`avalanche_rm.report.write_report`."""
+    for name, v, lo in (("epochs", epochs, 1), ("adapter_epochs", adapter_epochs, 1), ("unlearn_epochs", unlearn_epochs, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    if not 5 <= forget_class <= 9:
+        raise ValueError(f"forget_class must be one of the private classes 5..9, got {forget_class!r}")
+    t0 = time.perf_counter()
+    hw = get_preset(preset)
+    torch.manual_seed(seed)
+    sp = public_private_digits(2, public_fraction=0.3, n_owners=5, seed=seed, public_classes=range(5),
+                               fixed_class_order=list(range(10)))
+    software = make_mlp()
+    train_classifier(software, sp.public_x, sp.public_y, software.parameters(), epochs=epochs, seed=seed,
+                     desc="pre-train base (public classes 0-4)", progress=progress)
+    base = convert_to_hybrid(software, hw).to(device)
+    prog = base.program(seed=seed)
+    g_err = torch.cat([(layer.g_us - layer.target_conductance()).flatten() for layer in base.hybrid_layers()])
+    test = (sp.test_x.to(device), sp.test_y.to(device))
+    acc_base = accuracy_of(base, *test)
+    rows_acc, rows_cost, energy, ba, curves = [], [], {}, {}, {}
+    ev = dict(eval_data=test, device=device)
+    for name in tqdm(STRATEGIES, desc="strategies", disable=not progress):
+        torch.manual_seed(seed)
+        quiet = EvaluationPlugin(loggers=[])
+        if name == "hybrid LoRA":
+            s = LoRAUnlearning(model=copy.deepcopy(base), rank=8, alpha=16, train_epochs=adapter_epochs,
+                               method="neg_ce", unlearn_epochs=unlearn_epochs, evaluator=quiet,
+                               plugins=[ReplayPlugin(300)], **ev)
+        elif name == "full-weight write-back":
+            s = FullWeightUnlearning(model=copy.deepcopy(base), lr=1e-3, unlearn_lr=1e-3, train_epochs=adapter_epochs,
+                                     method="neg_ce", unlearn_epochs=unlearn_epochs, evaluator=quiet,
+                                     plugins=[ReplayPlugin(300)], **ev)
+        else:
+            s = RetrainUnlearning(model=copy.deepcopy(base), software_model=make_mlp(), train_epochs=adapter_epochs,
+                                  evaluator=quiet, **ev)
+        chip = s.model_for_forgetting()
+        accs = []
+        for exp in sp.benchmark.train_stream:
+            s.train(exp)
+            accs.append(accuracy_of(chip, *test))
+        curves[name] = [acc_base] + accs
+        rec = s.forget(ForgetRequest(requester="controller", classes=(forget_class,)))
+        b, a = rec["metrics_before"], rec["metrics_after"]
+        ba[name] = (b["test_forget_class_acc"], a["test_forget_class_acc"], b["test_retain_class_acc"],
+                    a["test_retain_class_acc"])
+        rows_acc.append({"strategy": name, "acc_base": acc_base, "acc_exp1": accs[0], "acc_exp2": accs[1],
+                         "forget_before": ba[name][0], "forget_after": ba[name][1], "retain_before": ba[name][2],
+                         "retain_after": ba[name][3], "test_after": a["test_acc"],
+                         "mia_loss_auc_after": a.get("mia_loss_auc", float("nan"))})
+        by_phase = chip.ledger.by_phase()
+        energy[name] = {p: v["energy_pj"] for p, v in by_phase.items()}
+        for ph in PHASES:
+            v = by_phase.get(ph, {})
+            rows_cost.append({"strategy": name, "phase": ph, "energy_pj": v.get("energy_pj", 0.0),
+                              "latency_ns": v.get("latency_ns", 0.0), "pulses": v.get("pulses", 0.0),
+                              "cells_programmed": v.get("cells_programmed", 0.0),
+                              "digital_macs": v.get("digital_macs", 0.0), "analog_macs": v.get("analog_macs", 0.0)})
+    ratios = []
+    hyb = {r["phase"]: r for r in rows_cost if r["strategy"] == "hybrid LoRA"}
+    for name in STRATEGIES[1:]:
+        for ph in ("train", "unlearn"):
+            base_row = next(r for r in rows_cost if r["strategy"] == name and r["phase"] == ph)
+            h = hyb[ph]
+            ratios.append({"baseline": name, "phase": ph,
+                           "energy_ratio": base_row["energy_pj"] / h["energy_pj"] if h["energy_pj"] else float("nan"),
+                           "latency_ratio": base_row["latency_ns"] / h["latency_ns"] if h["latency_ns"] else float("nan"),
+                           "baseline_pulses": base_row["pulses"], "hybrid_pulses": h["pulses"]})
+    report = {
+        "command": "demo", "version": "0.1.0", "preset": hw.name, "preset_source": hw.source, "seed": seed,
+        "data": sp.source + " (real data)",
+        "programming": {k: v for k, v in prog.as_dict().items() if k != "pulse_histogram"},
+        "forget_request": {"requester": "controller", "classes": [forget_class]},
+        "tables": {"accuracy and forgetting": rows_acc, "cost per phase": rows_cost,
+                   "baseline / hybrid ratios": ratios},
+        "wall_s": time.perf_counter() - t0,
+    }
+    figs = {
+        "accuracy_per_experience": plots.accuracy_per_experience(curves),
+        "energy_by_phase": plots.energy_by_phase(energy),
+        "programming_pulses": plots.histogram(prog.pulse_histogram, "write pulses per cell",
+                                              "write-verify pulses (deployment)", counts=True),
+        "conductance_error": plots.histogram(g_err.cpu().tolist(), "programmed - target conductance (uS)",
+                                             "conductance error after write-verify"),
+        "forget_retain": plots.before_after(ba, f"forgetting class {forget_class}"),
+    }
+    return report, figs
+
+
+def format_demo(report: dict) -> str:
+    acc = report["tables"]["accuracy and forgetting"]
+    lines = [f"data: {report['data']}", f"preset: {report['preset']}  seed: {report['seed']}", "",
+             f"{'strategy':<24s} {'base':>6s} {'exp1':>6s} {'exp2':>6s} {'forget b/a':>12s} {'retain b/a':>12s} "
+             f"{'MIA AUC':>8s}"]
+    for r in acc:
+        lines.append(f"{r['strategy']:<24s} {100 * r['acc_base']:5.1f}% {100 * r['acc_exp1']:5.1f}% "
+                     f"{100 * r['acc_exp2']:5.1f}% {100 * r['forget_before']:5.1f}/{100 * r['forget_after']:4.1f}% "
+                     f"{100 * r['retain_before']:5.1f}/{100 * r['retain_after']:4.1f}% {r['mia_loss_auc_after']:8.3f}")
+    lines += ["", f"{'strategy':<24s} {'phase':<8s} {'energy uJ':>11s} {'latency ms':>11s} {'pulses':>10s} "
+                  f"{'cells written':>14s}"]
+    for r in report["tables"]["cost per phase"]:
+        lines.append(f"{r['strategy']:<24s} {r['phase']:<8s} {r['energy_pj'] / 1e6:11.2f} {r['latency_ns'] / 1e6:11.3f} "
+                     f"{r['pulses']:10.0f} {r['cells_programmed']:14.0f}")
+    lines.append("")
+    for r in report["tables"]["baseline / hybrid ratios"]:
+        lines.append(f"{r['baseline']} / hybrid LoRA, {r['phase']}: energy {r['energy_ratio']:.2f}x, "
+                     f"latency {r['latency_ratio']:.2f}x, pulses {r['baseline_pulses']:.0f} vs {r['hybrid_pulses']:.0f}")
+    return "\n".join(lines)

@@ -1,0 +1,5 @@
+"""Reports every CLI command writes: report.json (validated schema), report.md and PNG plots."""
+from .schema import REPORT_SCHEMA, validate_report
+from .writer import markdown_table, write_report
+
+__all__ = ["REPORT_SCHEMA", "markdown_table", "validate_report", "write_report"]

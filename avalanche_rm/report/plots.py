@@ -1,0 +1,81 @@
+"""Plots for reports (matplotlib, Agg backend: no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def accuracy_per_experience(series: dict[str, list[float]], title: str = "accuracy after each experience"):
+    def draw(path: Path) -> None:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, ys in series.items():
+            ax.plot(range(1, len(ys) + 1), [100 * y for y in ys], marker="o", label=name)
+        ax.set_xlabel("experience")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        _save(fig, path)
+    return draw
+
+
+def energy_by_phase(costs: dict[str, dict[str, float]], title: str = "energy per phase (uJ)"):
+    """Stacked bars: one bar per strategy, one segment per phase."""
+    def draw(path: Path) -> None:
+        phases = sorted({p for c in costs.values() for p in c})
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        names = list(costs)
+        bottom = [0.0] * len(names)
+        for ph in phases:
+            vals = [costs[n].get(ph, 0.0) / 1e6 for n in names]
+            ax.bar(names, vals, bottom=bottom, label=ph)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_ylabel("energy (uJ)")
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelsize=7, rotation=15)
+        ax.legend(fontsize=7)
+        _save(fig, path)
+    return draw
+
+
+def histogram(values: list[float] | list[int], xlabel: str, title: str, counts: bool = False, bins: int = 50):
+    """``counts=True``: ``values[i]`` is the count of bin ``i`` (e.g. a pulse histogram)."""
+    def draw(path: Path) -> None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        if counts:
+            ax.bar(range(len(values)), values)
+        else:
+            ax.hist(values, bins=bins)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("cells")
+        ax.set_title(title)
+        _save(fig, path)
+    return draw
+
+
+def before_after(rows: dict[str, tuple[float, float, float, float]], title: str = "forget / retain accuracy"):
+    """rows: name -> (forget before, forget after, retain before, retain after)."""
+    def draw(path: Path) -> None:
+        fig, ax = plt.subplots(figsize=(6.5, 3.5))
+        names = list(rows)
+        w = 0.2
+        xs = range(len(names))
+        labels = ("forget before", "forget after", "retain before", "retain after")
+        for k in range(4):
+            ax.bar([x + (k - 1.5) * w for x in xs], [100 * rows[n][k] for n in names], w, label=labels[k])
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(names, fontsize=7, rotation=15)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        _save(fig, path)
+    return draw
