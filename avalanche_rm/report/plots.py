@@ -65,7 +65,7 @@ def histogram(values: list[float] | list[int], xlabel: str, title: str, counts: 
 def before_after(rows: dict[str, tuple[float, float, float, float]], title: str = "forget / retain accuracy"):
     """rows: name -> (forget before, forget after, retain before, retain after)."""
     def draw(path: Path) -> None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.5))
+        fig, ax = plt.subplots(figsize=(7.5, 3.5))
         names = list(rows)
         w = 0.2
         xs = range(len(names))
@@ -76,6 +76,6 @@ def before_after(rows: dict[str, tuple[float, float, float, float]], title: str 
         ax.set_xticklabels(names, fontsize=7, rotation=15)
         ax.set_ylabel("accuracy (%)")
         ax.set_title(title)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         _save(fig, path)
     return draw

@@ -125,25 +125,37 @@ def stop_target(strategy, request, model) -> float:
     return 1.0 / n_cls
 
 
-class LoRAUnlearning(ForgetMixin, HybridLoRA):
+class _ApproxSettings:
+    """Settings shared by the approximate-unlearning strategies; registers each learned experience."""
+
+    def _set_approx(self, method, unlearn_epochs, unlearn_lr, forget_weight, neggrad_alpha, stop_forget_acc,
+                    n_classes, unlearn_batch_size) -> None:
+        self.method = _check_method(method)
+        if isinstance(unlearn_epochs, bool) or not isinstance(unlearn_epochs, int) or unlearn_epochs < 1:
+            raise ValueError(f"unlearn_epochs must be a positive int, got {unlearn_epochs!r}")
+        if not unlearn_lr > 0:
+            raise ValueError(f"unlearn_lr must be > 0, got {unlearn_lr!r}")
+        self.unlearn_epochs, self.unlearn_lr, self.unlearn_batch_size = unlearn_epochs, unlearn_lr, unlearn_batch_size
+        self.forget_weight, self.neggrad_alpha = forget_weight, neggrad_alpha
+        self.stop_forget_acc, self.n_classes = stop_forget_acc, n_classes
+
+    def train_dataset_adaptation(self, **kwargs):
+        super().train_dataset_adaptation(**kwargs)
+        self.register_experience(self.experience)
+
+
+class LoRAUnlearning(ForgetMixin, _ApproxSettings, HybridLoRA):
     """HybridLoRA that also honours forget requests with an approximate objective on a new adapter."""
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-2,
                  forget_weight: float = -0.5, neggrad_alpha: float = 0.9, stop_forget_acc: float | None = None,
                  n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
                  audit_path=None, eval_data=None, **kwargs) -> None:
-        self.method = _check_method(method)
-        self.unlearn_batch_size = unlearn_batch_size
-        self.unlearn_epochs, self.unlearn_lr = unlearn_epochs, unlearn_lr
-        self.forget_weight, self.neggrad_alpha = forget_weight, neggrad_alpha
-        self.stop_forget_acc, self.n_classes = stop_forget_acc, n_classes
+        self._set_approx(method, unlearn_epochs, unlearn_lr, forget_weight, neggrad_alpha, stop_forget_acc,
+                         n_classes, unlearn_batch_size)
         self.unlearn_adapters: list[str] = []
         self._init_forgetting(admins, audit_path, eval_data)
         super().__init__(**kwargs)
-
-    def train_dataset_adaptation(self, **kwargs):
-        super().train_dataset_adaptation(**kwargs)
-        self.register_experience(self.experience)
 
     def model_adaptation(self, model=None):
         model = super().model_adaptation(model)
@@ -175,24 +187,17 @@ class LoRAUnlearning(ForgetMixin, HybridLoRA):
         return {"adapter": name, "method": self.method, "steps": steps, "stop_forget_acc": target}
 
 
-class FullWeightUnlearning(ForgetMixin, AnalogFullFinetune):
+class FullWeightUnlearning(ForgetMixin, _ApproxSettings, AnalogFullFinetune):
     """Baseline: the same approximate objective on every weight, written back after each step."""
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-3,
                  forget_weight: float = -0.5, neggrad_alpha: float = 0.9, stop_forget_acc: float | None = None,
                  n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
                  audit_path=None, eval_data=None, **kwargs) -> None:
-        self.method = _check_method(method)
-        self.unlearn_batch_size = unlearn_batch_size
-        self.unlearn_epochs, self.unlearn_lr = unlearn_epochs, unlearn_lr
-        self.forget_weight, self.neggrad_alpha = forget_weight, neggrad_alpha
-        self.stop_forget_acc, self.n_classes = stop_forget_acc, n_classes
+        self._set_approx(method, unlearn_epochs, unlearn_lr, forget_weight, neggrad_alpha, stop_forget_acc,
+                         n_classes, unlearn_batch_size)
         self._init_forgetting(admins, audit_path, eval_data)
         super().__init__(**kwargs)
-
-    def train_dataset_adaptation(self, **kwargs):
-        super().train_dataset_adaptation(**kwargs)
-        self.register_experience(self.experience)
 
     def _apply_forget(self, ids, request) -> dict:
         model: HybridModel = self.model
