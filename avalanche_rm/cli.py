@@ -185,6 +185,38 @@ def cost(
 
 
 @app.command()
+def fl(
+    clients: int = typer.Option(5, help="number of clients (one simulated chip each)"),
+    rounds: int = typer.Option(5, help="federated rounds"),
+    forget_client: int = typer.Option(2, help="partition whose owner asks to be forgotten"),
+    forget_round: int = typer.Option(3, help="round after which the request arrives"),
+    ray: bool = typer.Option(False, help="run on Flower's Ray simulation engine (default: in-process grid)"),
+    preset: Optional[str] = PresetOpt,
+    seed: Optional[int] = SeedOpt,
+    device: Optional[str] = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Federated learning with a federated forget request (bundled digits)."""
+    from .jobs.fl import run_fl
+    from .report import markdown_table, write_report
+
+    cfg = _load_config(config)
+    preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    try:
+        rep, figs = run_fl(preset=preset, seed=seed, clients=clients, rounds=rounds, forget_client=forget_client,
+                           forget_round=forget_round, ray=ray)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(f"data: {rep['data']}; engine: {rep['engine']}\n")
+    typer.echo(markdown_table(rep["tables"]["rounds"]))
+    typer.echo(markdown_table(rep["tables"]["forget request"]))
+    if out is not None:
+        write_report(out, rep, figs)
+        typer.echo(f"report written to {out / 'report.md'}")
+
+
+@app.command()
 def presets() -> None:
     """List hardware presets and their sources."""
     from .hardware import get_preset, list_presets

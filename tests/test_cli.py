@@ -77,3 +77,15 @@ def test_report_schema_names_the_bad_field():
     with pytest.raises(ValueError, match="tables"):
         validate_report({"command": "x", "version": "1", "preset": "p", "preset_source": "s", "seed": 0,
                          "data": "d", "plots": []})
+
+
+def test_fl_command_in_process(tmp_path):
+    res = runner.invoke(app, ["fl", "--clients", "3", "--rounds", "2", "--forget-round", "1", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    validate_report(rep)
+    rounds = rep["tables"]["rounds"]
+    assert [r["clients"] for r in rounds] == [3, 2] and all(r["client_pulses"] == 0 for r in rounds)
+    assert rep["tables"]["forget request"][0]["honoured"] == 1
+    res = runner.invoke(app, ["fl", "--forget-client", "9"])
+    assert res.exit_code != 0 and "forget_client" in res.output
