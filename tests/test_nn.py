@@ -270,3 +270,27 @@ def test_differential_targets_are_stored_signed_and_decode_to_the_weights():
     assert g.shape[0] == 2 and bool(((g[0] == h.hardware.device.g_min_us) | (g[1] == h.hardware.device.g_min_us)).all())
     step_w = h.hardware.device.level_step_us / layer.scale_us.view(-1, 1)
     assert ((layer.target_weight() - m[0].weight).abs() <= step_w / 2 + 1e-6).all()
+
+
+def test_failures_are_reported_per_tile_and_remapped_to_spares():
+    faulty = {"sa0_rate": 0.003, "sa1_rate": 0.003}
+    m = mlp()
+    rep_only = convert_to_hybrid(m, get_preset("paper-180nm", device=faulty, crossbar={"rows": 64, "cols": 64}))
+    r1 = rep_only.program(seed=0)
+    assert r1.failed_cells > 0
+    assert sum(sum(map(sum, t)) for t in r1.failed_per_tile.values()) == r1.failed_cells
+    assert len(r1.failed_per_tile["0"]) == 4  # 200 inputs on 64-row tiles
+    remap = convert_to_hybrid(m, get_preset("paper-180nm", device=faulty,
+                                           crossbar={"rows": 64, "cols": 64, "failure_policy": "remap",
+                                                     "spare_cols": 16}))
+    r2 = remap.program(seed=0)
+    assert sum(r2.remapped_columns.values()) > 0
+    assert r2.failed_cells < 0.7 * r1.failed_cells  # spares can be faulty too, so not all failures go away
+    assert r2.cells > r1.cells and r2.energy_pj > r1.energy_pj  # spares are programmed and charged
+    layer = remap.hybrid_layers()[0]
+    before = layer.g_us.clone()
+    remap.drift(10.0)
+    stuck = layer._fault_code(0) != 0
+    assert torch.equal(layer.g_us[stuck], before[stuck])
+    with pytest.raises(ValueError, match="spare_cols"):
+        get_preset("paper-180nm", crossbar={"failure_policy": "remap"})

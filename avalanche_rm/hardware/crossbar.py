@@ -18,6 +18,7 @@ from .device import RMDeviceConfig
 
 MAPPINGS = ("differential", "offset")
 SCALE_MODES = ("tensor", "column")
+FAILURE_POLICIES = ("report", "remap")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class CrossbarConfig:
     reference chip's scheme: 20-80 uS, zero at 50 uS).
     ``adc_range_fraction`` is the ADC full scale as a fraction of the largest
     current a tile column can carry; ``1.0`` never clips.
+    ``failure_policy``: cells that never converge are always reported per tile;
+    ``"remap"`` also moves each affected weight column of a tile onto one of its
+    ``spare_cols`` spare columns (fresh cells, programmed and charged).
     """
 
     rows: int = 128
@@ -45,6 +49,8 @@ class CrossbarConfig:
     dac_energy_pj: float = 0.05
     col_mux: int = 8
     program_parallel_cells: int = 128
+    failure_policy: str = "report"
+    spare_cols: int = 0
 
     def __post_init__(self) -> None:
         o = "CrossbarConfig"
@@ -67,6 +73,10 @@ class CrossbarConfig:
             check_non_negative(o, f, getattr(self, f))
         check_int(o, "col_mux", self.col_mux, 1)
         check_int(o, "program_parallel_cells", self.program_parallel_cells, 1)
+        check_choice(o, "failure_policy", self.failure_policy, FAILURE_POLICIES)
+        check_int(o, "spare_cols", self.spare_cols, 0)
+        if self.failure_policy == "remap" and self.spare_cols == 0:
+            raise ValueError(f"{o}.spare_cols must be > 0 when failure_policy='remap', got 0")
 
     @property
     def cells_per_weight(self) -> int:
@@ -298,3 +308,13 @@ def mvm_cost(xbar: CrossbarConfig, device: RMDeviceConfig, codes: torch.Tensor, 
     return MVMCost(driven, cell_e, float(grid.out_features * cells_per_weight), float(grid.n_out_tiles),
                    grid.n_out_tiles * xbar.dac_energy_pj, adc_conv, adc_conv * xbar.adc_energy_pj,
                    n_vectors * per_vec_ns)
+
+
+def failures_per_tile(xbar: CrossbarConfig, failed: torch.Tensor, grid: TileGrid) -> torch.Tensor:
+    """Failed-cell counts ``[n_in_tiles, n_out_tiles]`` from a ``[cells_per_weight, in, out]`` mask."""
+    f = failed.sum(0).to(torch.int64)  # [in, out]
+    pad_in = grid.n_in_tiles * xbar.rows - f.shape[0]
+    wpt = xbar.weights_per_tile_col
+    pad_out = grid.n_out_tiles * wpt - f.shape[1]
+    f = torch.nn.functional.pad(f, (0, pad_out, 0, pad_in))
+    return f.view(grid.n_in_tiles, xbar.rows, grid.n_out_tiles, wpt).sum(dim=(1, 3))

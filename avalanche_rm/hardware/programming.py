@@ -30,6 +30,8 @@ class ProgrammingReport:
     error_rms_us: float = 0.0
     pulse_histogram: list[int] = field(default_factory=list)
     failed_per_layer: dict[str, int] = field(default_factory=dict)
+    failed_per_tile: dict[str, list] = field(default_factory=dict)
+    remapped_columns: dict[str, int] = field(default_factory=dict)
 
     def __iadd__(self, other: "ProgrammingReport") -> "ProgrammingReport":
         n0, n1 = self.cells, other.cells
@@ -47,6 +49,8 @@ class ProgrammingReport:
         self.pulse_histogram = h
         for k, v in other.failed_per_layer.items():
             self.failed_per_layer[k] = self.failed_per_layer.get(k, 0) + v
+        self.failed_per_tile.update(other.failed_per_tile)
+        self.remapped_columns.update(other.remapped_columns)
         return self
 
     @property

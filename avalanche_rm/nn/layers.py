@@ -108,6 +108,8 @@ class _HybridBase(nn.Module):
         self.register_buffer("age_s", torch.zeros((), dtype=torch.float64))
         self.register_buffer("chip_seed", torch.full((), -1, dtype=torch.int64))
         self.register_buffer("drift_calls", torch.zeros((), dtype=torch.int64))
+        # (input tile, weight column) pairs moved onto spare columns after failed programming
+        self.register_buffer("remapped", torch.zeros(self.grid.n_in_tiles, self.out_features, dtype=torch.bool))
         if bias is not None:
             self.register_buffer("bias", bias.detach().to(torch.float32).clone())
         else:
@@ -171,7 +173,15 @@ class _HybridBase(nn.Module):
     # ------------------------------------------------------------ programming
     def _fault_code(self, seed: int) -> torch.Tensor:
         gen = _generator(_sub_seed(seed, self.layer_name, "faults"), self.g_us.device)
-        return fault_mask(self.hardware.device, self.cells, gen, self.g_us.device).view_as(self.g_us)
+        code = fault_mask(self.hardware.device, self.cells, gen, self.g_us.device).view_as(self.g_us)
+        if bool(self.remapped.any()):
+            # remapped columns live on spare cells, with faults of their own
+            sgen = _generator(_sub_seed(seed, self.layer_name, "spare-faults"), self.g_us.device)
+            spare = fault_mask(self.hardware.device, self.cells, sgen, self.g_us.device).view_as(self.g_us)
+            rows = self.hardware.crossbar.rows
+            mask = self.remapped.repeat_interleave(rows, dim=0)[: self.in_flat].unsqueeze(0).expand_as(code)
+            code = torch.where(mask, spare, code)
+        return code
 
     def program(self, seed: int, phase: str = "deploy") -> ProgrammingReport:
         """Write-verify every cell from its current state to its target; charge the ledger."""
@@ -185,11 +195,47 @@ class _HybridBase(nn.Module):
         self.chip_seed.fill_(seed)
         self.age_s.zero_()
         self.drift_calls.zero_()
-        self._refresh_adc()
         rep = result.report
+        if self.hardware.crossbar.failure_policy == "remap" and rep.failed_cells:
+            rep += self._remap_failed(result.failed, seed)
+        self._refresh_adc()
+        failed = (self.g_us - self.target_conductance()).abs() > self.hardware.device.wv_tolerance_us
+        rep.failed_cells = int(failed.sum())
         rep.failed_per_layer = {self.layer_name: rep.failed_cells}
+        rep.failed_per_tile = {self.layer_name: xb.failures_per_tile(self.hardware.crossbar, failed, self.grid).tolist()}
+        rep.remapped_columns = {self.layer_name: int(self.remapped.sum())}
         self._charge_programming(rep, phase)
         return rep
+
+    def _remap_failed(self, failed: torch.Tensor, seed: int) -> ProgrammingReport:
+        """Move (tile, column) pairs holding failed cells onto spare columns, as far as spares last."""
+        xbar = self.hardware.crossbar
+        rows = xbar.rows
+        col_fail = failed.any(0)  # [in, out]
+        pad = self.grid.n_in_tiles * rows - self.in_flat
+        per_tile = torch.nn.functional.pad(col_fail, (0, 0, 0, pad)).view(self.grid.n_in_tiles, rows, -1).any(1)
+        wpt = xbar.weights_per_tile_col
+        want = per_tile & ~self.remapped
+        chosen = torch.zeros_like(want)
+        for t_out in range(self.grid.n_out_tiles):  # a handful of tiles, not cells
+            block = want[:, t_out * wpt:(t_out + 1) * wpt]
+            used = self.remapped[:, t_out * wpt:(t_out + 1) * wpt].sum(1, keepdim=True)
+            rank = block.cumsum(1) + used
+            chosen[:, t_out * wpt:(t_out + 1) * wpt] = block & (rank <= xbar.spare_cols)
+        if not bool(chosen.any()):
+            return ProgrammingReport()
+        self.remapped |= chosen
+        cell_mask = chosen.repeat_interleave(rows, dim=0)[: self.in_flat].unsqueeze(0).expand_as(self.g_us)
+        idx = torch.nonzero(cell_mask.reshape(-1)).squeeze(1)
+        dev = self.hardware.device
+        gen = _generator(_sub_seed(seed, self.layer_name, "spare-program"), self.g_us.device)
+        target = self.target_conductance().reshape(-1)[idx]
+        codes = self._fault_code(seed).reshape(-1)[idx]
+        res = write_verify(dev, torch.full_like(target, dev.g_min_us), target, gen, fault_code=codes,
+                           parallel_cells=xbar.program_parallel_cells)
+        flat = self.g_us.view(-1)
+        flat[idx] = res.g_us
+        return res.report
 
     def reprogram_weight(self, new_weight2d: torch.Tensor, phase: str = "deploy") -> ProgrammingReport:
         """Change the analogue base to ``new_weight2d`` by write-verify from the current state.
