@@ -217,6 +217,36 @@ def fl(
 
 
 @app.command()
+def faults(
+    epochs: int = typer.Option(40, help="software training epochs"),
+    calib_epochs: int = typer.Option(5, help="calibration-adapter epochs per condition"),
+    preset: Optional[str] = PresetOpt,
+    seed: Optional[int] = SeedOpt,
+    device: Optional[str] = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Accuracy vs stuck-at faults, drift and programming noise; LoRA drift compensation vs reprogramming."""
+    from .jobs.faults import run_faults
+    from .report import markdown_table, write_report
+
+    cfg = _load_config(config)
+    preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    try:
+        rep, figs = run_faults(preset=preset, seed=seed, epochs=epochs, calib_epochs=calib_epochs,
+                               progress=not quiet)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(f"data: {rep['data']}; software accuracy {rep['software_accuracy']:.4f}\n")
+    for name, rows in rep["tables"].items():
+        typer.echo(f"{name}\n{markdown_table(rows)}")
+    if out is not None:
+        write_report(out, rep, figs)
+        typer.echo(f"report written to {out / 'report.md'}")
+
+
+@app.command()
 def presets() -> None:
     """List hardware presets and their sources."""
     from .hardware import get_preset, list_presets

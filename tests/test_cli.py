@@ -89,3 +89,14 @@ def test_fl_command_in_process(tmp_path):
     assert rep["tables"]["forget request"][0]["honoured"] == 1
     res = runner.invoke(app, ["fl", "--forget-client", "9"])
     assert res.exit_code != 0 and "forget_client" in res.output
+
+
+def test_faults_command(tmp_path):
+    res = runner.invoke(app, ["faults", "--epochs", "5", "--calib-epochs", "1", "--quiet", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    validate_report(rep)
+    saf = rep["tables"]["stuck-at faults"]
+    assert saf[0]["failed_cells"] <= saf[-1]["failed_cells"] and saf[-1]["failed_cells"] > 0
+    comp = {r["method"]: r for r in rep["tables"]["drift compensation after 1 year"]}
+    assert comp["LoRA drift compensation (digital)"]["pulses"] == 0 and comp["reprogram every cell"]["pulses"] > 0
