@@ -136,7 +136,16 @@ def test_flwr_run_of_the_example_app_and_superlink_stopped(tmp_path):
     root = Path(__file__).resolve().parents[1]
     if not (Path(sys.executable).parent / "flwr").exists():
         pytest.skip("flwr CLI not installed next to this interpreter")
-    env = dict(os.environ, FLWR_HOME=str(tmp_path / "flwr"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    # own ports: another `flwr run` on this machine (a second checkout, a CI run) must not collide with ours
+    env = dict(os.environ, FLWR_HOME=str(tmp_path / "flwr"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(free_port()), FLWR_LOCAL_CONTROL_API_PORT=str(free_port()))
     out = subprocess.run(["bash", str(root / "examples" / "flower_app" / "run.sh"), "3"], env=env,
                          capture_output=True, text=True, timeout=420)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -69,7 +69,8 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
     def load(ctx: Context) -> tuple[HybridModel, int]:
         pid = int(ctx.node_config["partition-id"])
         version = int(ctx.state.config_records["chip-version"]["v"]) if "chip-version" in ctx.state.config_records else -1
-        memo = _CHIPS.get((ctx.run_id, ctx.node_id))
+        # taken out while in use: a handler that fails halfway cannot leave a half-updated chip behind
+        memo = _CHIPS.pop((ctx.run_id, ctx.node_id), None)
         if memo is not None and memo[0] == version >= 0:
             return memo[1], pid
         model = convert_to_hybrid(base_fn(), hardware)
