@@ -24,14 +24,12 @@ from ..strategies.policy import pretrain_and_program
 from .basic import make_mlp
 
 
-def _strategy(preset: str, seed: int, test):
-    sp = public_private_digits(2, public_fraction=0.3, n_owners=5, seed=seed, public_classes=range(5),
-                               fixed_class_order=list(range(10)))
+def _strategy(preset: str, seed: int, sp) -> LoRAUnlearning:
     base = pretrain_and_program(make_mlp(), get_preset(preset), sp.public_x, sp.public_y, epochs=10, seed=seed)
     s = LoRAUnlearning(model=base, rank=4, alpha=8, train_epochs=3, method="neg_ce", unlearn_epochs=10,
-                       eval_data=test, evaluator=EvaluationPlugin(loggers=[]))
+                       eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]))
     s.events_done = 0
-    return s, sp
+    return s
 
 
 def run_stream(workdir: str | Path, preset: str = "paper-180nm", seed: int = 0) -> dict:
@@ -43,8 +41,8 @@ def run_stream(workdir: str | Path, preset: str = "paper-180nm", seed: int = 0) 
     sp = public_private_digits(2, public_fraction=0.3, n_owners=5, seed=seed, public_classes=range(5),
                                fixed_class_order=list(range(10)))
     test = (sp.test_x, sp.test_y)
-    strategy, _ = _strategy(preset, seed, test)
-    strategy, _ = maybe_load_checkpoint(strategy, str(ckpt))
+    # a fresh strategy first (same seeds, so the same chip); a checkpoint, if any, then replaces its state
+    strategy, _ = maybe_load_checkpoint(_strategy(preset, seed, sp), str(ckpt))
     stream = learn_forget_stream(sp.benchmark, {0: [ForgetRequest(requester=3, owner=3)],
                                                 1: [ForgetRequest(requester="controller", classes=(7,))]})
     for i, (kind, item) in enumerate(stream):
