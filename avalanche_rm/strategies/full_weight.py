@@ -11,7 +11,7 @@ from torch.nn import CrossEntropyLoss
 
 from ..nn.model import HybridModel
 from .hybrid_lora import _default_evaluator
-from .plugins import HardwareCostPlugin, WriteBackPlugin
+from .plugins import WriteBackPlugin
 
 
 def _check_model(model) -> None:
