@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,9 +28,9 @@ from ..training import train_classifier
 
 ADAPTER = "fl"
 
-# Deserialised chips, keyed by (run, node) and checked against the version stored in Context.state:
+# Deserialised chips, keyed by (app, run, node) and checked against the version stored in Context.state:
 # a memo of the state, never a substitute for it (Ray actors serve several nodes; the key keeps them apart).
-_CHIPS: dict[tuple[int, int], tuple[int, HybridModel]] = {}
+_CHIPS: dict[tuple[str, int, int], tuple[int, HybridModel]] = {}
 
 
 @dataclass
@@ -65,12 +66,13 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
     ``fail_partitions`` makes those clients raise during training (robustness tests).
     """
     app = ClientApp()
+    app_key = uuid.uuid4().hex  # two ClientApps in one process never share memo entries
 
     def load(ctx: Context) -> tuple[HybridModel, int]:
         pid = int(ctx.node_config["partition-id"])
         version = int(ctx.state.config_records["chip-version"]["v"]) if "chip-version" in ctx.state.config_records else -1
         # taken out while in use: a handler that fails halfway cannot leave a half-updated chip behind
-        memo = _CHIPS.pop((ctx.run_id, ctx.node_id), None)
+        memo = _CHIPS.pop((app_key, ctx.run_id, ctx.node_id), None)
         if memo is not None and memo[0] == version >= 0:
             return memo[1], pid
         model = convert_to_hybrid(base_fn(), hardware)
@@ -100,7 +102,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         ctx.state["ledger"] = ConfigRecord({"json": json.dumps(model.ledger.state_dict())})
         version = int(ctx.state.config_records["chip-version"]["v"]) + 1 if "chip-version" in ctx.state.config_records else 0
         ctx.state["chip-version"] = ConfigRecord({"v": version})
-        _CHIPS[(ctx.run_id, ctx.node_id)] = (version, model)
+        _CHIPS[(app_key, ctx.run_id, ctx.node_id)] = (version, model)
 
     def forgotten(ctx: Context) -> torch.Tensor:
         if "forgotten" in ctx.state.array_records:
