@@ -58,7 +58,7 @@ def test_dropping_a_client_gives_exactly_the_aggregate_without_it():
     expected = {}
     for arrays, n in others.values():
         for k, v in arrays.to_torch_state_dict().items():
-            expected[k] = expected.get(k, 0) + v.double() * n / total
+            expected[k] = expected.get(k, 0) + v.double() * (n / total)
     new = strat.drop_client(victim).to_torch_state_dict()
     assert all(torch.equal(new[k], expected[k].float()) for k in new)
     assert victim not in [msg.metadata.dst_node_id for msg in strat.configure_train(3, adapter_record(m),
