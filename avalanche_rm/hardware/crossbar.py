@@ -156,13 +156,6 @@ def weight_to_conductance(xbar: CrossbarConfig, device: RMDeviceConfig, weight: 
     return (g0 + weight * s).clamp_(device.g_min_us, device.g_max_us).unsqueeze(0)
 
 
-def conductance_to_weight(xbar: CrossbarConfig, device: RMDeviceConfig, g_us: torch.Tensor,
-                          scale_us: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`weight_to_conductance` (same shapes)."""
-    s = scale_us.view(-1, 1) if scale_us.numel() > 1 else scale_us
-    return delta_conductance(xbar, device, g_us) / s
-
-
 def delta_conductance(xbar: CrossbarConfig, device: RMDeviceConfig, g_us: torch.Tensor) -> torch.Tensor:
     """Signed conductance that the column sensing sees (drops the cell axis), in uS."""
     if xbar.mapping == "differential":

@@ -207,16 +207,17 @@ def drift_nu(device: RMDeviceConfig, n_cells: int, generator: torch.Generator) -
     return nu.clamp_min_(0.0)
 
 
-def pulse_energy_pj(device: RMDeviceConfig, g_us: torch.Tensor) -> torch.Tensor:
-    """Energy of one write pulse through a cell of conductance ``g_us``.
+def pulse_energy_pj(device: RMDeviceConfig, g_us: torch.Tensor | float, n_pulses: int = 1) -> torch.Tensor | float:
+    """Energy of ``n_pulses`` write pulses through cells whose conductances sum to ``g_us``.
 
-    E = V^2 G t_pw + V^2 C_wire (MLP+NeuroSim ``Cell.cpp`` write-energy model).
+    E = V^2 G t_pw + V^2 C_wire per pulse (MLP+NeuroSim ``Cell.cpp`` write-energy
+    model); linear in G, so a batch of pulses is priced from its conductance sum.
     V^2 [V^2] * G [uS] * t [ns] = 1e-15 J = 1e-3 pJ; V^2 * C [fF] = 1e-15 J.
     """
     v2 = device.pulse_voltage_v ** 2
-    return v2 * g_us * device.pulse_width_ns * 1e-3 + v2 * device.wire_capacitance_ff * 1e-3
+    return v2 * device.pulse_width_ns * 1e-3 * g_us + n_pulses * v2 * device.wire_capacitance_ff * 1e-3
 
 
-def verify_energy_pj(device: RMDeviceConfig, g_us: torch.Tensor) -> torch.Tensor:
-    """Energy of one verify read (cell read plus sense amplifier/ADC)."""
-    return device.verify_voltage_v ** 2 * g_us * device.verify_time_ns * 1e-3 + device.verify_sense_energy_pj
+def verify_energy_pj(device: RMDeviceConfig, g_us: torch.Tensor | float, n_reads: int = 1) -> torch.Tensor | float:
+    """Energy of ``n_reads`` verify reads (cell read plus sense amplifier/ADC) of total conductance ``g_us``."""
+    return device.verify_voltage_v ** 2 * device.verify_time_ns * 1e-3 * g_us + n_reads * device.verify_sense_energy_pj

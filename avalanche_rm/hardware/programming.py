@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .device import RMDeviceConfig, prog_sigma_us
+from .device import RMDeviceConfig, prog_sigma_us, pulse_energy_pj, verify_energy_pj
 
 
 @dataclass
@@ -205,10 +205,8 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
     if idx.numel() > 0:
         flush(None)
 
-    v2p = device.pulse_voltage_v ** 2
-    e_pulse = (v2p * device.pulse_width_ns * 1e-3) * sum_g_pulse + n_pulse_events * v2p * device.wire_capacitance_ff * 1e-3
-    e_verify = (device.verify_voltage_v ** 2 * device.verify_time_ns * 1e-3) * sum_g_verify \
-        + n_verify * device.verify_sense_energy_pj
+    e_pulse = pulse_energy_pj(device, sum_g_pulse, n_pulse_events)
+    e_verify = verify_energy_pj(device, sum_g_verify, n_verify)
     failed = (g - target).abs() > tol
     n_pulses = int(pulses.sum())
     pad = (-n) % parallel_cells
