@@ -21,6 +21,16 @@ from .layers import HybridConv2d, HybridLinear, _HybridBase
 _ADAPTER_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> float:
+    """Bytes of optimiser state per parameter kept in the digital unit (fp32 moments)."""
+    # by name: a checkpoint loaded with dill's recurse mode re-creates torch's optimiser classes
+    if any(c.__name__ in ("Adam", "AdamW") for c in type(optimizer).__mro__):
+        return 8.0
+    if any(g.get("momentum", 0) for g in optimizer.param_groups):
+        return 4.0
+    return 0.0
+
+
 def _check_adapter_name(name: object) -> str:
     if not isinstance(name, str) or not name or not set(name) <= _ADAPTER_NAME_CHARS:
         raise ValueError(f"adapter name must be a non-empty string of letters, digits, '_' or '-', got {name!r}")
@@ -254,8 +264,7 @@ class HybridModel(nn.Module):
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Charge every ``optimizer.step()`` to the ledger automatically."""
-        adam = any(c.__name__ in ("Adam", "AdamW") for c in type(optimizer).__mro__)
-        state_bytes = 8.0 if adam else (4.0 if any(g.get("momentum", 0) for g in optimizer.param_groups) else 0.0)
+        state_bytes = optimizer_state_bytes(optimizer)
 
         def hook(opt, args, kwargs):
             ids = {id(p) for p in self.adapter_parameters()}

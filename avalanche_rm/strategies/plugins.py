@@ -4,17 +4,7 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 
-from ..nn.model import HybridModel
-
-
-def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> float:
-    """Bytes of optimiser state per parameter kept in the digital unit (fp32 moments)."""
-    # by name: a checkpoint loaded with dill's recurse mode re-creates torch's optimiser classes
-    if any(c.__name__ in ("Adam", "AdamW") for c in type(optimizer).__mro__):
-        return 8.0
-    if any(g.get("momentum", 0) for g in optimizer.param_groups):
-        return 4.0
-    return 0.0
+from ..nn.model import HybridModel, optimizer_state_bytes
 
 
 class HardwareCostPlugin(SupervisedPlugin):
