@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from ..nn.model import HybridModel
 from .forgetting import ForgetMixin
-from .full_weight import AnalogFullFinetune, RetrainAndReprogram
+from ..training import train_classifier
+from .full_weight import AnalogFullFinetune, RetrainAndReprogram, reprogram_from_software
 from .hybrid_lora import HybridLoRA
 from .plugins import optimizer_state_bytes
 
@@ -242,24 +243,10 @@ class RetrainUnlearning(ForgetMixin, RetrainAndReprogram):
         self._seen = [retained]
         sw = self._fresh_software().to(self.device)
         self.model.load_state_dict(sw.state_dict())
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
-        x, y = self.registry.x[keep].to(self.device), self.registry.y[keep].to(self.device)
-        gen = torch.Generator().manual_seed(self.init_seed)
         hook = next(p for p in self.plugins if type(p).__name__ == "_DigitalTrainingCost")
         hook.before_training_exp(self)
-        self.model.train()
-        for _ in range(self.train_epochs):
-            perm = torch.randperm(len(y), generator=gen).to(self.device)
-            for i in range(0, len(y), self.train_mb_size):
-                b = perm[i:i + self.train_mb_size]
-                opt.zero_grad()
-                F.cross_entropy(self.model(x[b]), y[b]).backward()
-                opt.step()
-        self.model.eval()
-        with torch.no_grad(), self.hybrid.ledger.phase("unlearn"):
-            for name, layer in self.hybrid.named_hybrid_layers():
-                src = dict(self.model.named_modules())[name]
-                layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1))
-                if layer.bias is not None and src.bias is not None:
-                    layer.bias.copy_(src.bias.detach())
+        train_classifier(self.model, self.registry.x[keep], self.registry.y[keep], self.model.parameters(),
+                         epochs=self.train_epochs, lr=self.lr, batch_size=self.train_mb_size, seed=self.init_seed,
+                         progress=False)
+        reprogram_from_software(self.hybrid, self.model, "unlearn")
         return {"retrained_samples": int(keep.sum()), "reprogrammed_cells": self.hybrid.cells}

@@ -76,18 +76,23 @@ class _DigitalTrainingCost(SupervisedPlugin):
                 self._hooked.add(id(m))
 
 
+def reprogram_from_software(hybrid: HybridModel, software: nn.Module, phase: str) -> None:
+    """Write a software model's Linear/Conv2d weights into the matching analogue cells (charged to ``phase``);
+    biases are digital and are copied."""
+    sw_layers = {n: m for n, m in software.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    with torch.no_grad(), hybrid.ledger.phase(phase):
+        for name, layer in hybrid.named_hybrid_layers():
+            src = sw_layers[name]
+            layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1).to(layer.g_us.device))
+            if layer.bias is not None and src.bias is not None:
+                layer.bias.copy_(src.bias.detach())
+
+
 class _ReprogramAfterExperience(SupervisedPlugin):
     """Writes the retrained software weights into every analogue cell at the end of each experience."""
 
     def after_training_exp(self, strategy, **kwargs):
-        hybrid: HybridModel = strategy.hybrid
-        sw_layers = {n: m for n, m in strategy.model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
-        with torch.no_grad(), hybrid.ledger.phase("train"):
-            for name, layer in hybrid.named_hybrid_layers():
-                src = sw_layers[name]
-                layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1).to(layer.g_us.device))
-                if layer.bias is not None and src.bias is not None:
-                    layer.bias.copy_(src.bias.detach())
+        reprogram_from_software(strategy.hybrid, strategy.model, "train")
 
 
 class RetrainAndReprogram(SupervisedTemplate):
