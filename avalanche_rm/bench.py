@@ -105,7 +105,7 @@ def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float
     from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
 
-    from .flower import ADAPTER, AdapterFedAvg, InProcessGrid, adapter_record, make_client_app, run_federation
+    from .flower import AdapterFedAvg, adapter_model, InProcessGrid, adapter_record, make_client_app, run_federation
     from .flower.digits_fl import base_fn, data_fn
     from .training import train_classifier
 
@@ -133,8 +133,7 @@ def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float
                        reply_to=msg)
 
     hybrid = make_client_app(base_fn, data_fn, hw, local_epochs=1)
-    model = convert_to_hybrid(base_fn(), hw)
-    model.add_adapter(ADAPTER, rank=4, alpha=8.0, seed=0, bias=True)
+    model = adapter_model(base_fn, hw, rank=4, alpha=8.0)
 
     def one(app, init):
         grid = InProcessGrid(app, num_clients)

@@ -4,18 +4,16 @@ import os
 import pytest
 import torch
 
-from avalanche_rm.flower import (ADAPTER, AdapterFedAvg, FederatedForgetRequest, InProcessGrid, adapter_record,
+from avalanche_rm.flower import (AdapterFedAvg, adapter_model, FederatedForgetRequest, InProcessGrid, adapter_record,
                                  make_client_app, make_server_app, owner_token, run_federation)
 from avalanche_rm.flower.digits_fl import base_fn, data_fn
 from avalanche_rm.hardware import get_preset
-from avalanche_rm.nn import convert_to_hybrid
 
 HW = get_preset("paper-180nm")
 
 
 def initial():
-    m = convert_to_hybrid(base_fn(), HW)
-    m.add_adapter(ADAPTER, rank=4, alpha=8, seed=0, bias=True)
+    m = adapter_model(base_fn, HW, rank=4, alpha=8)
     return m, adapter_record(m)
 
 

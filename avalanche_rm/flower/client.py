@@ -53,6 +53,14 @@ def adapter_record(model: HybridModel) -> ArrayRecord:
     return ArrayRecord({k: v.contiguous() for k, v in model.adapter_state_dict(ADAPTER).items()})
 
 
+def adapter_model(base_fn: Callable[[], nn.Module], hardware: HardwareConfig, rank: int = 4, alpha: float = 8.0,
+                  seed: int = 0) -> HybridModel:
+    """The (unprogrammed) hybrid model with the federated adapter every client and the server share."""
+    model = convert_to_hybrid(base_fn(), hardware)
+    model.add_adapter(ADAPTER, rank=rank, alpha=alpha, seed=seed, bias=True)
+    return model
+
+
 def _ledger_totals(model: HybridModel) -> dict[str, float]:
     return model.ledger.total().as_dict()
 
@@ -75,8 +83,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         memo = _CHIPS.pop((app_key, ctx.run_id, ctx.node_id), None)
         if memo is not None and memo[0] == version >= 0:
             return memo[1], pid
-        model = convert_to_hybrid(base_fn(), hardware)
-        model.add_adapter(ADAPTER, rank=rank, alpha=alpha, seed=base_seed, bias=True)
+        model = adapter_model(base_fn, hardware, rank, alpha, base_seed)
         if "chip" in ctx.state.array_records:
             sd = ctx.state.array_records["chip"].to_torch_state_dict()
             sd.update(ctx.state.array_records["adapter"].to_torch_state_dict())

@@ -184,8 +184,7 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
     from flwr.app import Context
     from flwr.serverapp import ServerApp
 
-    from ..nn.model import convert_to_hybrid
-    from .client import ADAPTER, adapter_record
+    from .client import adapter_model, adapter_record
 
     app = ServerApp()
 
@@ -193,8 +192,7 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
     def main(grid: Grid, context: Context) -> None:
         rounds = int(context.run_config.get("num-server-rounds", num_rounds))
         n = len(list(grid.get_node_ids()))
-        model = convert_to_hybrid(base_fn(), hardware)
-        model.add_adapter(ADAPTER, rank=rank, alpha=alpha, seed=0, bias=True)
+        model = adapter_model(base_fn, hardware, rank, alpha)
         strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
         sched = schedule_fn(dict(context.run_config)) if schedule_fn is not None else forget_schedule
         result = run_federation(grid, strategy, adapter_record(model), rounds, sched)

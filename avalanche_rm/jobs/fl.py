@@ -7,11 +7,10 @@ from functools import partial
 import torch
 
 from ..evaluation import accuracy_of, mia
-from ..flower import (ADAPTER, AdapterFedAvg, FederatedForgetRequest, InProcessGrid, adapter_record,
+from ..flower import (ADAPTER, AdapterFedAvg, adapter_model, FederatedForgetRequest, InProcessGrid, adapter_record,
                       make_client_app, make_server_app, owner_token, run_federation)
 from ..flower.digits_fl import base_fn, data_fn
 from ..hardware import get_preset
-from ..nn import convert_to_hybrid
 from ..report import plots
 
 
@@ -31,8 +30,7 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
     bfn, dfn = partial(base_fn, seed), partial(data_fn, seed=seed)
     client_app = make_client_app(bfn, dfn, hw, rank=4, alpha=8.0, local_epochs=local_epochs, base_seed=seed)
     sched = {forget_round: [FederatedForgetRequest(forget_client, owner_token("federation-secret", forget_client))]}
-    ref = convert_to_hybrid(bfn(), hw)
-    ref.add_adapter(ADAPTER, rank=4, alpha=8.0, seed=0, bias=True)
+    ref = adapter_model(bfn, hw, rank=4, alpha=8.0)
     if ray:
         from flwr.simulation import run_simulation
 
