@@ -60,15 +60,18 @@ class HardwareCostMetric(PluginMetric[float]):
         name = get_metric_name(self, strategy, add_experience=add_experience, add_task=add_task)
         return [MetricValue(self, name, value, strategy.clock.train_iterations)]
 
+    def _since(self, strategy, start: float | None, wanted: bool, per_experience: bool):
+        now = self._now(strategy)
+        if now is None or start is None or not wanted:
+            return None
+        return self._emit(strategy, now - start, per_experience, per_experience)
+
     # training: one value per experience
     def before_training_exp(self, strategy: "SupervisedTemplate"):
         self._start = self._now(strategy)
 
     def after_training_exp(self, strategy: "SupervisedTemplate"):
-        now = self._now(strategy)
-        if now is None or self._start is None or not self.per_experience:
-            return None
-        return self._emit(strategy, now - self._start, True, True)
+        return self._since(strategy, self._start, self.per_experience, True)
 
     # evaluation: per experience and per stream
     def before_eval(self, strategy: "SupervisedTemplate"):
@@ -78,16 +81,10 @@ class HardwareCostMetric(PluginMetric[float]):
         self._start = self._now(strategy)
 
     def after_eval_exp(self, strategy: "SupervisedTemplate"):
-        now = self._now(strategy)
-        if now is None or self._start is None or not self.per_experience:
-            return None
-        return self._emit(strategy, now - self._start, True, True)
+        return self._since(strategy, self._start, self.per_experience, True)
 
     def after_eval(self, strategy: "SupervisedTemplate"):
-        now = self._now(strategy)
-        if now is None or self._stream_start is None or not self.per_stream:
-            return None
-        return self._emit(strategy, now - self._stream_start, False, False)
+        return self._since(strategy, self._stream_start, self.per_stream, False)
 
 
 class TrainableParamsMetric(PluginMetric[int]):
