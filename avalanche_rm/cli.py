@@ -43,6 +43,11 @@ def _load_config(path: Optional[Path]) -> dict:
     return data
 
 
+def _need_int(option: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(f"{option} must be an int >= {minimum}, got {value!r}")
+
+
 def _pick(cli_value, config: dict, key: str, default):
     """CLI value if given, else the config file's, else the default."""
     if cli_value is not None:
@@ -59,8 +64,7 @@ def _common(preset, seed, device, out, config):
     out = _pick(out, config, "out", None)
     if preset not in list_presets():
         _fail(f"unknown preset {preset!r}; choose one of {list_presets()}")
-    if not isinstance(seed, int) or seed < 0:
-        _fail(f"--seed must be an int >= 0, got {seed!r}")
+    _need_int("--seed", seed, 0)
     if device not in ("cpu", "cuda"):
         _fail(f"--device must be cpu or cuda, got {device!r}")
     if device == "cuda":
@@ -100,8 +104,7 @@ def demo(
     aep = _pick(adapter_epochs, cfg, "adapter_epochs", 10)
     uep = _pick(unlearn_epochs, cfg, "unlearn_epochs", 40)
     for name, v in (("--epochs", ep), ("--adapter-epochs", aep), ("--unlearn-epochs", uep)):
-        if not isinstance(v, int) or v < 1:
-            _fail(f"{name} must be an int >= 1, got {v!r}")
+        _need_int(name, v, 1)
     try:
         rep, figs = run_demo(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep, unlearn_epochs=uep,
                              device=device, progress=not quiet)
@@ -131,10 +134,8 @@ def basic(
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
     ep, aep = _pick(epochs, cfg, "epochs", 40), _pick(adapter_epochs, cfg, "adapter_epochs", 15)
-    if not isinstance(ep, int) or ep < 1:
-        _fail(f"--epochs must be an int >= 1, got {ep!r}")
-    if not isinstance(aep, int) or aep < 0:
-        _fail(f"--adapter-epochs must be an int >= 0, got {aep!r}")
+    _need_int("--epochs", ep, 1)
+    _need_int("--adapter-epochs", aep, 0)
     try:
         rep = run_basic_job(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep, device=device,
                             progress=not quiet)
@@ -168,10 +169,8 @@ def cost(
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
-    if batch < 1:
-        _fail(f"--batch must be >= 1, got {batch}")
-    if rank < 1:
-        _fail(f"--rank must be >= 1, got {rank}")
+    _need_int("--batch", batch, 1)
+    _need_int("--rank", rank, 1)
     try:
         rep = run_cost(model=model, preset=preset, seed=seed, batch=batch, rank=rank, device=device)
     except ValueError as e:
