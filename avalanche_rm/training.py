@@ -8,6 +8,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 
+def make_mlp(in_features: int = 64, hidden: int = 128, classes: int = 10) -> nn.Module:
+    """The reference digits MLP (64-128-64-10 by default) used by the jobs, Flower setup and tests."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU(),
+                         nn.Linear(hidden // 2, classes))
+
+
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Iterable[nn.Parameter],
                      epochs: int = 30, lr: float = 1e-2, batch_size: int = 64, seed: int = 0,
                      desc: str = "train", progress: bool = True, on_step=None) -> list[float]:

@@ -8,12 +8,8 @@ from torch import nn
 
 from ..data import load_digits_split
 from ..benchmarks.digits import assign_owners
-from ..training import train_classifier
+from ..training import make_mlp, train_classifier
 from .client import ClientData
-
-
-def _mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
 @lru_cache(maxsize=4)
@@ -22,14 +18,14 @@ def _pretrained_state(seed: int, public_fraction: float):
     n = len(d.y_train)
     pub = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))[: int(public_fraction * n)]
     torch.manual_seed(seed)
-    m = _mlp()
+    m = make_mlp()
     train_classifier(m, d.x_train[pub], d.y_train[pub], m.parameters(), epochs=30, seed=seed, progress=False)
     return {k: v.clone() for k, v in m.state_dict().items()}, pub
 
 
 def base_fn(seed: int = 0, public_fraction: float = 0.3) -> nn.Module:
     """The pre-trained software base (identical on every client; cached per process)."""
-    m = _mlp()
+    m = make_mlp()
     m.load_state_dict(_pretrained_state(seed, public_fraction)[0])
     return m
 

@@ -4,20 +4,15 @@ from __future__ import annotations
 import time
 
 import torch
-from torch import nn
 
 from ..data import load_digits_split
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
-from ..training import accuracy, train_classifier
+from ..training import accuracy, make_mlp, train_classifier
 
 DAY_S = 86_400.0
 YEAR_S = 365.0 * DAY_S
 
-
-def make_mlp(in_features: int = 64, hidden: int = 128, classes: int = 10) -> nn.Module:
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU(),
-                         nn.Linear(hidden // 2, classes))
 
 
 def run_basic_job(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, adapter_epochs: int = 15,

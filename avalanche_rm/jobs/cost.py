@@ -8,12 +8,13 @@ from torch import nn
 
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
+from ..training import make_mlp
 
 
 def named_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     """A named architecture, or ``package.module:factory`` returning ``(module, input_shape)`` or a module."""
     if name == "mlp":
-        return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)), (64,)
+        return make_mlp(), (64,)
     if name == "mlp512":
         return nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)), (512,)
     if name == "cnn":
