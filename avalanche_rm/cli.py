@@ -245,6 +245,68 @@ def faults(
 
 
 @app.command()
+def scenario(
+    name: str = typer.Argument(..., help="faces, speakers or generation"),
+    data: Optional[Path] = typer.Option(None, help="real data: olivettifaces.mat (faces), an FSDD recordings "
+                                                   "folder or ssc_train.h5 (speakers); default: offline stand-in"),
+    epoch_scale: Optional[float] = typer.Option(None, help="multiply every recipe's epochs (default 1 = reference)"),
+    noise_runs: Optional[int] = typer.Option(None, help="Monte-Carlo draws per write-noise sigma (default 100; 0 skips)"),
+    noise_sigmas: Optional[str] = typer.Option(None, help="comma-separated write-noise sigmas in uS (default 1,...,10)"),
+    calibration_sigma: Optional[float] = typer.Option(None, help="write noise (uS) the calibration adapter repairs (default 2)"),
+    hidden: Optional[int] = typer.Option(None, help="hidden width (speakers: 512, generation: 128 by default)"),
+    preset: Optional[str] = PresetOpt,
+    seed: Optional[int] = SeedOpt,
+    device: Optional[str] = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """The reference's scenarios: hybrid LoRA vs full-weight baseline, noise sweeps, calibration."""
+    from .jobs.scenario import SCENARIOS, run_scenario
+    from .report import markdown_table, write_report
+    from .scenarios.report import scenario_plots
+
+    cfg = _load_config(config)
+    preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    if name not in SCENARIOS:
+        _fail(f"unknown scenario {name!r}; choose one of {list(SCENARIOS)}")
+    scale = _pick(epoch_scale, cfg, "epoch_scale", 1.0)
+    runs = _pick(noise_runs, cfg, "noise_runs", 100)
+    sig = _pick(noise_sigmas, cfg, "noise_sigmas", "1,2,3,4,5,6,7,8,9,10")
+    calib = _pick(calibration_sigma, cfg, "calibration_sigma", 2.0)
+    hid = _pick(hidden, cfg, "hidden", None)
+    data = _pick(data, cfg, "data", None)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        _fail(f"--epoch-scale must be a number > 0, got {scale!r}")
+    _need_int("--noise-runs", runs, 0)
+    if hid is not None:
+        _need_int("--hidden", hid, 1)
+    try:
+        sigmas = tuple(float(s) for s in str(sig).split(",") if s.strip())
+    except ValueError:
+        _fail(f"--noise-sigmas must be comma-separated numbers, got {sig!r}")
+    if not sigmas or any(not 0 <= s < float("inf") for s in sigmas):
+        _fail(f"--noise-sigmas must be finite numbers >= 0, got {sig!r}")
+    if isinstance(calib, bool) or not isinstance(calib, (int, float)) or not 0 <= calib < float("inf"):
+        _fail(f"--calibration-sigma must be a finite number >= 0, got {calib!r}")
+    try:
+        rep = run_scenario(name, data=data, preset=preset, seed=seed, device=device, epoch_scale=float(scale),
+                           noise_runs=runs, noise_sigmas_us=sigmas, calibration_sigma_us=float(calib), hidden=hid,
+                           progress=not quiet)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    typer.echo(f"data: {rep['data']}\n")
+    for tname, rows in rep["tables"].items():
+        if tname == "write-noise sweep":
+            rows = [r for r in rows if r["metric"] == "overall"]
+            tname += " (overall accuracy; report.json has forget/retain/new)"
+        typer.echo(f"{tname}\n{markdown_table(rows)}")
+    if out is not None:
+        write_report(out, rep, scenario_plots(rep))
+        typer.echo(f"report written to {out / 'report.md'}")
+
+
+@app.command()
 def presets() -> None:
     """List hardware presets and their sources."""
     from .hardware import get_preset, list_presets

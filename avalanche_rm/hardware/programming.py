@@ -225,3 +225,17 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
     )
     return WriteVerifyResult(g.view_as(g_target_us), pulses.view(g_target_us.shape), failed.view(g_target_us.shape),
                              report)
+
+
+def residual_write_noise(device: RMDeviceConfig, g_target_us: torch.Tensor, sigma_us: float,
+                         generator: torch.Generator) -> torch.Tensor:
+    """Conductances after a one-shot write with residual error ``N(0, sigma_us)``, clamped to the window.
+
+    The reference code's deployment model (arXiv 2601.10037 code, ``rram_eval_basic``):
+    additive Gaussian on G, no verify loop, sigma swept over 1-10 uS.
+    """
+    if isinstance(sigma_us, bool) or not isinstance(sigma_us, (int, float)) or not sigma_us >= 0 \
+            or sigma_us == float("inf"):
+        raise ValueError(f"sigma_us must be a finite number >= 0, got {sigma_us!r}")
+    noise = torch.randn(g_target_us.shape, generator=generator, device=g_target_us.device)
+    return (g_target_us + float(sigma_us) * noise).clamp(device.g_min_us, device.g_max_us)

@@ -32,7 +32,7 @@ from ..hardware.device import (
     quantize_to_levels,
 )
 from ..hardware.digital import fake_quantize
-from ..hardware.programming import ProgrammingReport, write_verify
+from ..hardware.programming import ProgrammingReport, residual_write_noise, write_verify
 
 
 def _sub_seed(seed: int, *tags: object) -> int:
@@ -315,6 +315,32 @@ class _HybridBase(nn.Module):
         self.drift_calls.fill_(calls)
         self._refresh_adc()
 
+    def set_conductance(self, g_us: torch.Tensor) -> None:
+        """Overwrite the cells' conductances ``[cells_per_weight, in, out]`` (a simulator what-if, not a
+        chip write: nothing is charged). Used to restore a saved state after a noise study."""
+        if not self.programmed:
+            raise RuntimeError(f"{self.layer_name}: program() the layer before setting its conductances")
+        if tuple(g_us.shape) != tuple(self.g_us.shape):
+            raise ValueError(f"{self.layer_name}: conductance shape {tuple(g_us.shape)} != {tuple(self.g_us.shape)}")
+        if not torch.isfinite(g_us).all():
+            raise ValueError(f"{self.layer_name}: conductances contain NaN or Inf")
+        self.g_us.copy_(g_us)
+        self._refresh_adc()
+
+    def apply_write_noise(self, sigma_us: float, seed: int) -> None:
+        """Replace the programmed state by one-shot writes: target + N(0, sigma_us), clamped to the window.
+
+        This is the reference code's deployment model (additive Gaussian on G after
+        an ideal write-verify, no verify loop); it is a study tool and charges nothing.
+        """
+        if not self.programmed:
+            raise RuntimeError(f"{self.layer_name}: program() the layer before adding write noise")
+        gen = _generator(_sub_seed(seed, self.layer_name, "write-noise"), self.g_us.device)
+        g = residual_write_noise(self.hardware.device, self.target_conductance(), sigma_us, gen)
+        stuck = self._fault_code(int(self.chip_seed)) != 0
+        self.g_us.copy_(torch.where(stuck, self.g_us, g))
+        self._refresh_adc()
+
     # ------------------------------------------------------------ adapters
     def _lora_shapes(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         raise NotImplementedError
@@ -505,6 +531,37 @@ class HybridLinear(_HybridBase):
     def _lora_shapes(self, rank: int):
         return (rank, self.in_features), (self.out_features, rank)
 
+    def add_digital_outputs(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                            trainable: bool = False) -> None:
+        """Append output rows computed in the digital unit (e.g. a classifier head grown by a class).
+
+        Growing the head this way writes SRAM, never an analogue cell. The rows are
+        appended after the analogue outputs; ``trainable=True`` lets a baseline
+        optimise them (they are then parameters with ``requires_grad``).
+        """
+        if weight.dim() != 2 or weight.shape[1] != self.in_features:
+            raise ValueError(f"{self.layer_name}: digital output weight must be [k, {self.in_features}], "
+                             f"got {tuple(weight.shape)}")
+        if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"{self.layer_name}: digital output bias must be [{weight.shape[0]}], "
+                             f"got {tuple(bias.shape)}")
+        if not torch.isfinite(weight).all() or (bias is not None and not torch.isfinite(bias).all()):
+            raise ValueError(f"{self.layer_name}: digital outputs contain NaN or Inf")
+        ref = self.g_us
+        w = weight.detach().to(ref.device, torch.float32)
+        b = torch.zeros(w.shape[0], device=ref.device) if bias is None else bias.detach().to(ref.device, torch.float32)
+        old_w = getattr(self, "digital_weight", None)
+        if old_w is not None:
+            w = torch.cat([old_w.detach(), w])
+            b = torch.cat([self.digital_bias.detach(), b])
+        self.digital_weight = nn.Parameter(w, requires_grad=trainable)
+        self.digital_bias = nn.Parameter(b, requires_grad=trainable)
+
+    @property
+    def digital_out_features(self) -> int:
+        w = getattr(self, "digital_weight", None)
+        return 0 if w is None else int(w.shape[0])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(self.layer_name or "HybridLinear", x, self.in_features, -1)
         lead = x.shape[:-1]
@@ -528,7 +585,13 @@ class HybridLinear(_HybridBase):
             self._charge_digital(x2.shape[0], n_params, macs, acts, grad and self.training)
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*lead, self.out_features)
+        k = self.digital_out_features
+        if k:
+            dw = fake_quantize(self.digital_weight, self.hardware.digital.adapter_bits)
+            y = torch.cat([y, x2 @ dw.t() + self.digital_bias], dim=-1)
+            self._charge_digital(x2.shape[0], dw.numel(), dw.numel(), self.in_features + k,
+                                 self.training and self.digital_weight.requires_grad and torch.is_grad_enabled())
+        return y.reshape(*lead, self.out_features + k)
 
 
 class HybridConv2d(_HybridBase):

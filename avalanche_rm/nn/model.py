@@ -92,6 +92,29 @@ class HybridModel(nn.Module):
         for layer in self.hybrid_layers():
             layer.drift(seconds)
 
+    def apply_write_noise(self, sigma_us: float, seed: int = 0) -> None:
+        """Re-draw every cell as target + N(0, sigma_us) clamped to the window (reference noise model; free)."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        for layer in self.hybrid_layers():
+            layer.apply_write_noise(sigma_us, seed)
+
+    def conductance_state(self) -> dict[str, torch.Tensor]:
+        """Copies of every layer's programmed conductances, for :meth:`load_conductance_state`."""
+        return {name: layer.g_us.detach().clone() for name, layer in self.named_hybrid_layers()}
+
+    def load_conductance_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore conductances saved by :meth:`conductance_state` (checked before any write; free)."""
+        layers = dict(self.named_hybrid_layers())
+        if set(state) != set(layers):
+            raise ValueError(f"conductance state layers {sorted(state)} != model layers {sorted(layers)}")
+        for name, g in state.items():
+            if tuple(g.shape) != tuple(layers[name].g_us.shape) or not torch.isfinite(g).all():
+                raise ValueError(f"conductance state {name!r}: expected finite tensor of shape "
+                                 f"{tuple(layers[name].g_us.shape)}")
+        for name, g in state.items():
+            layers[name].set_conductance(g.to(layers[name].g_us.device))
+
     def set_analog_noise(self, enabled: bool) -> None:
         """Switch per-read noise on the analogue MVMs (programming state is unaffected)."""
         for layer in self.hybrid_layers():

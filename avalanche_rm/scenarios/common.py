@@ -1,0 +1,285 @@
+"""Shared pieces of the scenario recipes: training loops, on-chip full-weight updates, metrics, bills."""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..hardware.programming import ProgrammingReport
+from ..nn.model import HybridModel, optimizer_state_bytes
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class Recipe:
+    """One training run: optimiser, learning rate, epochs, batch (``None`` = full batch, as the face code)."""
+
+    epochs: int
+    lr: float
+    batch_size: int | None = None
+    optimizer: str = "adam"
+    momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be None or an int >= 1, got {self.batch_size!r}")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
+
+    def scaled(self, epoch_fraction: float) -> "Recipe":
+        """The same recipe with ``epochs`` scaled (small settings for tests), at least one epoch."""
+        return Recipe(max(1, round(self.epochs * epoch_fraction)), self.lr, self.batch_size, self.optimizer,
+                      self.momentum)
+
+    def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
+        return torch.optim.Adam(params, lr=self.lr)
+
+
+def fit(model: nn.Module, params: Iterable[nn.Parameter], x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+        recipe: Recipe, seed: int = 0, desc: str = "train", after_step: Callable[[torch.optim.Optimizer], None]
+        | None = None, after_epoch: Callable[[int], None] | None = None, progress: bool = True) -> list[float]:
+    """Minibatch (or full-batch) training with ``loss_fn(model, xb, yb, generator)``; mean loss per epoch.
+
+    A :class:`HybridModel` gets the optimiser attached, so every step of its
+    adapters is charged; ``after_step(optimizer)`` runs after each step (e.g. an
+    analogue write-back for full-weight baselines).
+    """
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters")
+    opt = recipe.make_optimizer(params)
+    if isinstance(model, HybridModel):
+        model.attach_optimizer(opt)
+    gen = torch.Generator().manual_seed(seed)
+    dev = params[0].device
+    x, y = x.to(dev), y.to(dev)
+    bs = recipe.batch_size or len(x)
+    losses = []
+    model.train()
+    for epoch in tqdm(range(recipe.epochs), desc=desc, disable=not progress, leave=False):
+        perm = torch.randperm(len(x), generator=gen).to(dev)
+        tot = 0.0
+        for i in range(0, len(x), bs):
+            idx = perm[i:i + bs]
+            opt.zero_grad()
+            loss = loss_fn(model, x[idx], y[idx], gen)
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step(opt)
+            tot += float(loss.detach()) * len(idx)
+        losses.append(tot / max(len(x), 1))
+        if after_epoch is not None:
+            after_epoch(epoch)
+    model.eval()
+    return losses
+
+
+def ce_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(xb), yb)
+
+
+@dataclass
+class NoiseStudy:
+    """Write-noise Monte Carlo (reference: sigma 1-10 uS, 100 draws) and the calibration adapter."""
+
+    sigmas_us: tuple[float, ...] = tuple(float(s) for s in range(1, 11))
+    runs: int = 100
+    calibration_sigma_us: float = 2.0
+    calibration: Recipe | None = None  # None: the scenario's own default
+
+    def __post_init__(self) -> None:
+        if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 0:
+            raise ValueError(f"noise runs must be an int >= 0 (0 skips the study), got {self.runs!r}")
+        if any(not 0 <= float(s) < float("inf") for s in self.sigmas_us):
+            raise ValueError(f"noise sigmas must be finite and >= 0 uS, got {self.sigmas_us!r}")
+        if not 0 <= self.calibration_sigma_us < float("inf"):
+            raise ValueError(f"calibration sigma must be finite and >= 0 uS, got {self.calibration_sigma_us!r}")
+
+
+# ------------------------------------------------------------------ full-weight baselines on the chip
+class AnalogWriteBack:
+    """Full-weight training on the chip: digital shadows get the gradients, and every
+    ``every`` optimiser steps the new weights are write-verified into the cells.
+
+    Use :meth:`params` as the optimiser's parameters and :meth:`after_step` as
+    :func:`fit`'s hook. ``jobs`` counts the write-back jobs (array reprogrammings).
+    """
+
+    def __init__(self, model: HybridModel, every: int = 1, extra_params: Iterable[nn.Parameter] = ()) -> None:
+        if every < 1:
+            raise ValueError(f"write-back interval must be >= 1 step, got {every!r}")
+        self.model, self.every = model, every
+        self.shadows = [layer.enable_weight_training() for layer in model.hybrid_layers()]
+        self.extra = list(extra_params)
+        self.jobs = 0
+        self._steps = 0
+        self.deploy: dict[str, ProgrammingReport] = {}
+        self._before: HybridModel | None = None
+
+    def set_interval(self, every: int) -> None:
+        """Write back every ``every`` optimiser steps from now on (the step count restarts)."""
+        if every < 1:
+            raise ValueError(f"write-back interval must be >= 1 step, got {every!r}")
+        self.every, self._steps = every, 0
+
+    def params(self) -> list[nn.Parameter]:
+        for s in self.shadows:
+            s.requires_grad_(True)
+        return self.shadows + self.extra
+
+    def after_step(self, opt: torch.optim.Optimizer) -> None:
+        self._steps += 1
+        n = sum(p.numel() for p in self.params())
+        self.model.record_update(n, optimizer_state_bytes(opt))
+        if self._steps % self.every == 0:
+            self.write()
+
+    def write(self) -> None:
+        with torch.no_grad():
+            for layer in self.model.hybrid_layers():
+                layer.reprogram_weight(layer.weight_shadow.detach(), phase="train")
+        self.jobs += 1
+
+    @contextlib.contextmanager
+    def update(self, name: str) -> Iterator[None]:
+        """One update request, charged to ledger phase ``name``.
+
+        Also prices deploying its result the way an off-chip-trained model would be
+        deployed: one write-verify job taking a copy of the chip from its state
+        before the update to the final weights (``self.deploy[name]``; not charged
+        to this chip's ledger).
+        """
+        before = copy.deepcopy(self.model)
+        with self.model.ledger.phase(name):
+            yield
+        with torch.no_grad():
+            rep = ProgrammingReport()
+            for (_, layer), (_, old) in zip(self.model.named_hybrid_layers(), before.named_hybrid_layers()):
+                rep += old.reprogram_weight(layer.weight_shadow.detach(), phase="deploy-update")
+        self.deploy[name] = rep
+
+    def freeze(self) -> None:
+        """Stop training the shadows (evaluation afterwards reads the cells only)."""
+        for s in self.shadows:
+            s.requires_grad_(False)
+
+
+def program_jobs(model: HybridModel) -> int:
+    """How many times the whole array was programmed (jobs on the first layer, from the ledger's events)."""
+    first = next(iter(dict(model.named_hybrid_layers())))
+    return sum(1 for e in model.ledger.events if e["kind"] == "program" and e.get("layer") == first)
+
+
+# ------------------------------------------------------------------ metrics
+@torch.no_grad()
+def predictions(model: nn.Module, x: torch.Tensor, batch_size: int = 512, n_classes: int | None = None) -> torch.Tensor:
+    """Arg-max class per sample (on the model's device, returned on CPU); ``n_classes`` limits the logits."""
+    was = model.training
+    model.eval()
+    dev = next((t.device for t in list(model.parameters()) + list(model.buffers())), torch.device("cpu"))
+    out = []
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size].to(dev))
+        if n_classes is not None:
+            logits = logits[:, :n_classes]
+        out.append(logits.argmax(-1).cpu())
+    model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def class_accuracies(pred: torch.Tensor, y: torch.Tensor) -> dict[int, float]:
+    """Accuracy of each class present in ``y``."""
+    return {int(c): float((pred[y == c] == c).float().mean()) for c in torch.unique(y).tolist()}
+
+
+def group_accuracy(pred: torch.Tensor, y: torch.Tensor, classes: Iterable[int]) -> float:
+    """Accuracy over the samples of ``classes`` (NaN when none)."""
+    m = torch.isin(y, torch.tensor(list(classes), dtype=y.dtype))
+    return float((pred[m] == y[m]).float().mean()) if bool(m.any()) else float("nan")
+
+
+def accuracy_row(stage: str, method: str, pred: torch.Tensor, y: torch.Tensor, forget: list[int], retain: list[int],
+                 new: list[int]) -> dict:
+    """The reference logs' columns: overall / forget / retain / new accuracy (in %)."""
+    seen = [c for c in torch.unique(y).tolist()]
+    row = {"stage": stage, "method": method,
+           "overall_pct": 100 * group_accuracy(pred, y, seen),
+           "forget_pct": 100 * group_accuracy(pred, y, forget) if forget else float("nan"),
+           "retain_pct": 100 * group_accuracy(pred, y, retain),
+           "new_pct": 100 * group_accuracy(pred, y, new) if new else float("nan")}
+    return row
+
+
+# ------------------------------------------------------------------ bills
+def phase_bill(model: HybridModel, phase: str) -> dict[str, float]:
+    """Totals of one ledger phase, split into programming and compute (training/inference) energy."""
+    s = model.ledger.by_phase().get(phase, {})
+    prog = s.get("energy_program_pj", 0.0)
+    return {"compute_energy_pj": s.get("energy_pj", 0.0) - prog, "program_energy_pj": prog,
+            "pulses": s.get("pulses", 0.0), "cells_programmed": s.get("cells_programmed", 0.0),
+            "sram_write_bytes": s.get("sram_write_bytes", 0.0), "latency_ns": s.get("latency_ns", 0.0),
+            "steps": s.get("steps", 0.0)}
+
+
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+@torch.no_grad()
+def _run(model: HybridModel, inputs: Inputs) -> int:
+    """One eval-mode forward on ``inputs`` (a tensor, or a tuple of the forward's arguments); returns the batch size."""
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    dev = next(iter(model.buffers())).device
+    was = model.training
+    model.eval()
+    model(*[a.to(dev) for a in args])
+    model.train(was)
+    return len(args[0])
+
+
+def inference_energy_pj(model: HybridModel, inputs: Inputs) -> float:
+    """Chip energy per sample of one inference pass (charged to ledger phase ``infer-probe``)."""
+    snap = model.ledger.snapshot()
+    with model.ledger.phase("infer-probe"):
+        n = _run(model, inputs)
+    d = model.ledger.delta_since(snap)
+    return sum(p.get("energy_pj", 0.0) for p in d.values()) / max(n, 1)
+
+
+def dense_digital_energy_pj(model: HybridModel, inputs: Inputs) -> float:
+    """Energy per sample of the same network run densely in the digital unit (every MAC, weights from SRAM).
+
+    The reference code's ``count_gpu_operations``: in x out MACs per layer call,
+    whatever the input activity, at the preset's digital MAC and SRAM energies.
+    """
+    dig = model.hardware.digital
+    macs = 0.0
+    hooks = []
+    for layer in model.hybrid_layers():
+        def hook(mod, inp, out):
+            nonlocal macs
+            macs += inp[0].numel() // mod.in_flat * mod.in_flat * mod.out_features
+        hooks.append(layer.register_forward_hook(hook))
+    try:
+        with model.ledger.paused():
+            n = _run(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    macs /= max(n, 1)
+    # a dense digital engine reads each weight from SRAM once per use
+    return macs * (dig.mac_energy_pj + dig.adapter_bytes_per_param * dig.sram_read_energy_pj_per_byte)
