@@ -307,6 +307,60 @@ def scenario(
 
 
 @app.command()
+def paper(
+    delta_g: Optional[float] = typer.Option(None, help="mean |dG| (uS) of a fine-tuning update to deploy (default 0.5, "
+                                                       "the reference's measured full-weight unlearning)"),
+    spike_density: Optional[float] = typer.Option(None, help="input spike density for the speaker network (default 0.2)"),
+    preset: Optional[str] = PresetOpt,
+    seed: Optional[int] = SeedOpt,
+    device: Optional[str] = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """The reference's three headline ratios (147.76x / 387.95x / 48.44x) from first principles, published vs ours."""
+    from .jobs.paper import format_paper, run_paper
+    from .report import write_report
+
+    cfg = _load_config(config)
+    preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    dg = _pick(delta_g, cfg, "delta_g", 0.5)
+    dens = _pick(spike_density, cfg, "spike_density", 0.2)
+    try:
+        rep = run_paper(preset=preset, seed=seed, delta_g_us=float(dg), spike_density=float(dens),
+                        progress=not quiet)
+    except (ValueError, TypeError) as e:
+        _fail(str(e))
+    typer.echo(format_paper(rep))
+    if out is not None:
+        write_report(out, rep, paper_plots(rep))
+        typer.echo(f"\nreport written to {out / 'report.md'}")
+
+
+def paper_plots(rep: dict) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def ratios(path: Path) -> None:
+        rows = rep["tables"]["headline ratios"]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [r["published (up to)"] for r in rows], 0.4, label="published")
+        ax.bar([i + 0.2 for i in x], [r["ours (up to)"] for r in rows], 0.4, label="ours")
+        ax.set_xticks(list(x), [r["ratio"] for r in rows])
+        ax.set_yscale("log")
+        ax.set_ylabel("full-weight / hybrid")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+    return {"headline_ratios": ratios}
+
+
+@app.command()
 def presets() -> None:
     """List hardware presets and their sources."""
     from .hardware import get_preset, list_presets

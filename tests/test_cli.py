@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from avalanche_rm.cli import app
@@ -53,7 +55,11 @@ def test_bad_options_exit_non_zero_with_one_line(tmp_path):
     cases = ((["demo", "--preset", "nope"], "nope"), (["demo", "--epochs", "-1"], "epochs"),
              (["cost", "--model", "nope"], "nope"), (["demo", "--config", str(bad)], "TOML"),
              (["demo", "--config", str(tmp_path / "missing.toml")], "does not exist"),
-             (["cost", "--batch", "0"], "batch"))
+             (["cost", "--batch", "0"], "batch"), (["scenario", "dance"], "dance"),
+             (["scenario", "faces", "--epoch-scale", "-1"], "epoch-scale"),
+             (["scenario", "faces", "--noise-sigmas", "1,x"], "noise-sigmas"),
+             (["scenario", "speakers", "--data", str(tmp_path / "nowhere.wav")], "nowhere.wav"),
+             (["paper", "--delta-g", "-1"], "delta_g"))
     for args, word in cases:
         res = runner.invoke(app, args)
         assert res.exit_code != 0, args
@@ -100,3 +106,34 @@ def test_faults_command(tmp_path):
     assert saf[0]["failed_cells"] <= saf[-1]["failed_cells"] and saf[-1]["failed_cells"] > 0
     comp = {r["method"]: r for r in rep["tables"]["drift compensation after 1 year"]}
     assert comp["LoRA drift compensation (digital)"]["pulses"] == 0 and comp["reprogram every cell"]["pulses"] > 0
+
+
+def test_scenario_command_writes_a_valid_report(tmp_path):
+    res = runner.invoke(app, ["scenario", "faces", "--epoch-scale", "0.05", "--noise-runs", "1", "--noise-sigmas",
+                              "1,4", "--quiet", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    validate_report(rep)
+    assert rep["command"] == "scenario faces" and rep["data"].startswith("stand-in")
+    assert {"accuracy", "cost per update phase", "write-noise sweep", "calibration adapter"} <= set(rep["tables"])
+    assert rep["program_jobs"]["hybrid LoRA"] == 1
+    for plot in ("accuracy_per_stage.png", "energy_per_phase.png"):
+        assert (tmp_path / plot).stat().st_size > 1000
+
+
+def test_paper_command_prints_published_vs_ours(tmp_path):
+    res = runner.invoke(app, ["paper", "--quiet", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    for word in ("147.8", "387.9", "48.44", "definitions", "residuals"):
+        assert word in res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    validate_report(rep)
+    head = {r["ratio"]: r for r in rep["tables"]["headline ratios"]}
+    assert set(head) == {"training", "deployment", "inference"}
+    # computed, not copied: every ratio is a finite measured value above 1, none equal to the published one
+    for r in head.values():
+        assert 1 < r["ours (up to)"] < 1e5 and r["ours (up to)"] != r["published (up to)"]
+    rows = {(r["task"], r["ratio"]): r["ours"] for r in rep["tables"]["all ratios"]}
+    assert rows[("stylised generation", "trainable parameters")] == pytest.approx(153.6, rel=1e-3)
+    assert rows[("speaker authentication", "trainable parameters")] == pytest.approx(336384 / 13408)
+    assert len(rep["residuals"]) == 3

@@ -131,6 +131,11 @@ def test_adapter_verbs_and_parameters_are_only_lora_factors():
         h.add_adapter("t0")
     with pytest.raises(ValueError, match="adapter name"):
         h.add_adapter("has space")
+    before = h.adapter_names
+    for reserved in ("update", "keys", "pop"):
+        with pytest.raises(ValueError, match="reserved"):
+            h.add_adapter(reserved)
+    assert h.adapter_names == before and all("update" not in layer.lora_A for layer in h.hybrid_layers())
     # a refused load changes nothing
     good = h.adapter_state_dict("t1")
     with pytest.raises(ValueError, match="shape"):

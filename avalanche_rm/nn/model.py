@@ -31,9 +31,15 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> float:
     return 0.0
 
 
+_RESERVED = frozenset(dir(nn.ParameterDict()))
+
+
 def _check_adapter_name(name: object) -> str:
     if not isinstance(name, str) or not name or not set(name) <= _ADAPTER_NAME_CHARS:
         raise ValueError(f"adapter name must be a non-empty string of letters, digits, '_' or '-', got {name!r}")
+    if name in _RESERVED:
+        # a ParameterDict key cannot shadow one of its own attributes (update, keys, pop, ...)
+        raise ValueError(f"adapter name {name!r} is reserved (an attribute of torch's ParameterDict); pick another")
     return name
 
 

@@ -1,0 +1,275 @@
+"""``avalanche-rm paper``: the reference's three headline ratios computed from first principles.
+
+Each reference network (face MLP-Mixer, speaker spiking LSM, one DiT-B/2 MLP
+block x 12 for stylised generation) is mapped onto the ``paper-180nm`` chip.
+One training step, one update deployment and one inference are simulated and
+charged by the cost model; recipe step counts from the reference code scale
+the training bill. Nothing is fitted to the published numbers: the residual
+is reported and explained.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..hardware import get_preset
+from ..hardware.programming import ProgrammingReport
+from ..nn import convert_to_hybrid
+from ..nn.model import HybridModel
+from ..scenarios.common import AnalogWriteBack, Inputs, dense_digital_energy_pj, inference_energy_pj
+from ..scenarios.data import face_data
+from ..scenarios.models import FACE_LORA_TARGETS, SPEAKER_LORA_TARGETS, MLPMixer, SpikingLSM
+
+PUBLISHED = {"training": 147.76, "deployment": 387.95, "inference": 48.44}
+
+DEFINITIONS = {
+    "training": "energy of the update's training run: full-weight baseline (forward on the chip, dW and optimiser "
+                "in the digital unit, and a write-verify write-back after every step) / hybrid (forward on the "
+                "chip, LoRA forward, backward and optimiser in the digital unit); steps from the reference recipes",
+    "training (compute only)": "the same without the baseline's write-backs",
+    "trainable parameters": "weights the baseline updates / LoRA parameters the hybrid trains",
+    "deployment": "putting one update on the chip: one write-verify job moving every analogue cell to a "
+                  "fine-tuned weight (weight deltas of the reference's measured size) / writing the adapter into SRAM",
+    "deployment (from reset)": "programming the whole array from reset (deploying a retrained model) / adapter SRAM write",
+    "inference": "per-inference energy of the same network run densely in the digital unit (every MAC, weights "
+                 "from SRAM: the reference code's count_gpu_operations) / the hybrid chip (analogue base with "
+                 "event-driven rows, ADCs and DACs, plus the digital LoRA branch)",
+    "inference vs full-weight chip": "full-weight chip (no LoRA) / hybrid chip, per inference",
+}
+
+
+@dataclass
+class Workload:
+    name: str
+    module: nn.Module
+    inputs: Inputs
+    targets: tuple[str, ...]
+    rank: int
+    alpha: float
+    rank_scaling: bool
+    lora_steps: int
+    full_steps: int
+    samples_per_step: int
+    optimizer: str
+    lr: float
+    copies: int = 1          # identical blocks the measurement stands for (DiT: 12)
+    note: str = ""
+
+
+def _loss(model: nn.Module, inputs: Inputs) -> torch.Tensor:
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    return model(*args).float().pow(2).mean()
+
+
+def _optimizer(w: Workload, params) -> torch.optim.Optimizer:
+    if w.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=w.lr, momentum=0.9)
+    return torch.optim.Adam(params, lr=w.lr)
+
+
+def _energy(model: HybridModel, fn) -> tuple[float, float]:
+    """(total, programming) energy in pJ that ``fn()`` charges to the model's ledger."""
+    snap = model.ledger.snapshot()
+    fn()
+    d = model.ledger.delta_since(snap)
+    return (sum(p.get("energy_pj", 0.0) for p in d.values()),
+            sum(p.get("energy_program_pj", 0.0) for p in d.values()))
+
+
+def _fine_tuned(layer, delta_g_us: float, gen: torch.Generator) -> torch.Tensor:
+    """The layer's weights plus Gaussian deltas whose mean |dG| is ``delta_g_us`` on this mapping."""
+    w = layer.target_weight()
+    sigma_w = delta_g_us * (torch.pi / 2) ** 0.5 / layer.scale_us.reshape(-1, 1)  # E|N(0,s)| = s*sqrt(2/pi)
+    return w + torch.randn(w.shape, generator=gen).to(w.device) * sigma_w
+
+
+def measure(w: Workload, preset: str, seed: int, delta_g_us: float) -> dict:
+    """Simulate one LoRA step, one full-weight step with write-back, deployments and inference for ``w``."""
+    hw = get_preset(preset)
+    torch.manual_seed(seed)
+    hyb = convert_to_hybrid(w.module, hw)
+    reset: ProgrammingReport = hyb.program(seed=seed)
+    base = copy.deepcopy(hyb)
+    dig = hw.digital
+
+    e_full_chip = inference_energy_pj(hyb, w.inputs)
+    hyb.add_adapter("lora", rank=w.rank, alpha=w.alpha, target_modules=w.targets, rank_scaling=w.rank_scaling,
+                    seed=seed)
+    with torch.no_grad():  # a trained adapter: non-zero B, so every LoRA MAC is real work
+        for p in hyb.adapter_parameters(["lora"]):
+            p.normal_(0, 0.01, generator=torch.Generator().manual_seed(seed))
+    e_hybrid = inference_energy_pj(hyb, w.inputs)
+    e_dense = dense_digital_energy_pj(hyb, w.inputs)
+
+    n_in = len(w.inputs[0] if isinstance(w.inputs, tuple) else w.inputs)
+    opt = _optimizer(w, hyb.adapter_parameters(["lora"]))
+    hyb.attach_optimizer(opt)
+    hyb.train()
+    opt.zero_grad()
+    # forward + backward scale with the samples of a step; the optimiser update (and write-back) do not
+    lora_fb, _ = _energy(hyb, lambda: _loss(hyb, w.inputs).backward())
+    lora_upd, _ = _energy(hyb, opt.step)
+    wb = AnalogWriteBack(base, every=1)
+    opt_f = _optimizer(w, wb.params())
+    base.train()
+    opt_f.zero_grad()
+    full_fb, _ = _energy(base, lambda: _loss(base, w.inputs).backward())
+
+    def full_update():
+        opt_f.step()
+        wb.after_step(opt_f)
+
+    full_upd, full_prog = _energy(base, full_update)
+    wb.freeze()
+    write_back_pulses = base.ledger.by_phase().get("train", {}).get("pulses", 0.0)
+    per_step_lora = lora_fb / n_in * w.samples_per_step + lora_upd
+    per_step_full = full_fb / n_in * w.samples_per_step + full_upd
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    update = ProgrammingReport()
+    dep = copy.deepcopy(hyb)
+    with torch.no_grad():
+        for layer in dep.hybrid_layers():
+            update += layer.reprogram_weight(_fine_tuned(layer, delta_g_us, gen), phase="deploy-update")
+    sram_pj = hyb.adapter_bytes(["lora"]) * dig.sram_write_energy_pj_per_byte
+    n_lora = hyb.adapter_num_parameters("lora")
+    n_weights = sum(layer.out_features * layer.in_flat for layer in hyb.hybrid_layers())
+    k = w.copies
+    return {
+        "task": w.name, "note": w.note, "weights": n_weights * k, "lora_params": n_lora * k,
+        "cells": hyb.cells * k, "lora_steps": w.lora_steps, "full_steps": w.full_steps,
+        "train_lora_uJ": k * per_step_lora * w.lora_steps / 1e6,
+        "train_full_uJ": k * per_step_full * w.full_steps / 1e6,
+        "train_full_compute_uJ": k * (per_step_full - full_prog) * w.full_steps / 1e6,
+        "write_back_pulses_per_step": k * write_back_pulses,
+        "deploy_update_uJ": k * update.energy_pj / 1e6, "deploy_update_pulses": k * update.pulses,
+        "deploy_update_us": k * update.latency_ns / 1e3,
+        "deploy_reset_uJ": k * reset.energy_pj / 1e6, "deploy_reset_pulses": k * reset.pulses,
+        "adapter_sram_uJ": k * sram_pj / 1e6,
+        "infer_hybrid_nJ": k * e_hybrid / 1e3, "infer_full_chip_nJ": k * e_full_chip / 1e3,
+        "infer_dense_digital_nJ": k * e_dense / 1e3,
+        "pulse_energy_pj": reset.pulse_energy_pj / max(reset.pulses, 1),
+        "pulses_per_cell": reset.pulses / max(reset.cells, 1),
+    }
+
+
+def workloads(seed: int, spike_density: float = 0.2) -> list[Workload]:
+    """The three reference networks with their recipes' step counts (reference code, paper.md section 2)."""
+    gen = torch.Generator().manual_seed(seed)
+    faces = face_data(6, standin=True, seed=seed)
+    x_face = faces.x_train[:64]
+    spikes = (torch.rand(64, 10, 140, generator=gen) < spike_density).float()
+    tokens = torch.randn(4, 64, 768, generator=gen)
+    dit_mlp = nn.Sequential()
+    dit_mlp.add_module("fc1", nn.Linear(768, 3072))
+    dit_mlp.add_module("act", nn.GELU(approximate="tanh"))
+    dit_mlp.add_module("fc2", nn.Linear(3072, 768))
+    return [
+        Workload("face recognition", MLPMixer(), x_face, FACE_LORA_TARGETS, 6, 4.0, False,
+                 lora_steps=16, full_steps=200, samples_per_step=1200, optimizer="adam", lr=0.01,
+                 note="MLP-Mixer 2x20x32, 16x16 input; unlearning: LoRA r6 16 full-batch epochs vs full "
+                      "fine-tune 200 epochs (1,200 images); input activity from digits upsampled (stand-in)"),
+        Workload("speaker authentication", SpikingLSM(), spikes, SPEAKER_LORA_TARGETS, 8, 16.0, True,
+                 lora_steps=57 * 8, full_steps=51 * 8, samples_per_step=128, optimizer="sgd", lr=0.05,
+                 note=f"LIF LSM 140-512(rec)-5, T=10; unlearning: LoRA r8 57 epochs vs full 51 epochs (the kept "
+                      f"checkpoints), ~1,011 samples, batch 128; Bernoulli input spikes at density {spike_density} "
+                      f"(stand-in for SSC)"),
+        Workload("stylised generation", dit_mlp, tokens, ("fc1", "fc2"), 4, 8.0, True,
+                 lora_steps=1, full_steps=1, samples_per_step=16, optimizer="adam", lr=1e-4, copies=12,
+                 note="DiT-B/2 MLP (768-3072-768, 64 tokens) measured on one block x 12 blocks; the "
+                      "conv/adaLN/embedding weights are left out; equal step counts (the reference gives no full-"
+                      "weight recipe); random tokens (stand-in)"),
+    ]
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("inf")
+
+
+def run_paper(preset: str = "paper-180nm", seed: int = 0, delta_g_us: float = 0.5, spike_density: float = 0.2,
+              progress: bool = True) -> dict:
+    """Compute every ratio for every task; returns the standard report."""
+    from tqdm.auto import tqdm
+
+    if not delta_g_us > 0:
+        raise ValueError(f"delta_g_us must be > 0, got {delta_g_us!r}")
+    if not 0 < spike_density <= 1:
+        raise ValueError(f"spike_density must lie in (0, 1], got {spike_density!r}")
+    hw = get_preset(preset)
+    rows, per_task = [], []
+    for w in tqdm(workloads(seed, spike_density), desc="paper: tasks", disable=not progress):
+        m = measure(w, preset, seed, delta_g_us)
+        per_task.append(m)
+        vals = {
+            "training": _ratio(m["train_full_uJ"], m["train_lora_uJ"]),
+            "training (compute only)": _ratio(m["train_full_compute_uJ"], m["train_lora_uJ"]),
+            "trainable parameters": _ratio(m["weights"], m["lora_params"]),
+            "deployment": _ratio(m["deploy_update_uJ"], m["adapter_sram_uJ"]),
+            "deployment (from reset)": _ratio(m["deploy_reset_uJ"], m["adapter_sram_uJ"]),
+            "inference": _ratio(m["infer_dense_digital_nJ"], m["infer_hybrid_nJ"]),
+            "inference vs full-weight chip": _ratio(m["infer_full_chip_nJ"], m["infer_hybrid_nJ"]),
+        }
+        for k, v in vals.items():
+            rows.append({"task": w.name, "ratio": k, "ours": v})
+    headline = []
+    for key, pub in PUBLISHED.items():
+        best = max((r for r in rows if r["ratio"] == key), key=lambda r: r["ours"])
+        headline.append({"ratio": key, "published (up to)": pub, "ours (up to)": best["ours"], "task": best["task"],
+                         "ours / published": best["ours"] / pub, "definition": DEFINITIONS[key]})
+    return {"command": "paper", "version": "0.1.0", "preset": hw.name, "preset_source": hw.source, "seed": seed,
+            "data": "shapes of the reference networks; input activity from stand-ins (digits for faces, Bernoulli "
+                    "spikes for speakers, random tokens for the DiT block); no accuracy is claimed",
+            "tables": {"headline ratios": headline, "all ratios": rows, "measured per task": per_task,
+                       "definitions": [{"ratio": k, "definition": v} for k, v in DEFINITIONS.items()]},
+            "residuals": explain_residuals(headline, per_task, hw),
+            "assumptions": {"delta_g_us": delta_g_us, "spike_density": spike_density}}
+
+
+def explain_residuals(headline: list[dict], per_task: list[dict], hw) -> list[str]:
+    """Plain-language reasons for each gap, with the constant that would close it."""
+    out = []
+    by_task = {m["task"]: m for m in per_task}
+    for h in headline:
+        m = by_task[h["task"]]
+        gap = h["ours / published"]
+        if h["ratio"] == "training":
+            out.append(
+                f"training: ours {h['ours (up to)']:.1f}x on {h['task']} vs {h['published (up to)']}x. The reference "
+                f"never states its formula; the ratio of trainable parameters there is "
+                f"{m['weights'] / m['lora_params']:.1f}x and the write-back alone costs "
+                f"{m['write_back_pulses_per_step']:.3g} pulses per step. Our bill counts the forward pass, which both "
+                f"designs pay on the same array, so it cannot exceed (full backward + update) / (LoRA work); a count "
+                f"of updated parameters x steps would give "
+                f"{m['weights'] * m['full_steps'] / (m['lora_params'] * m['lora_steps']):.1f}x.")
+        elif h["ratio"] == "deployment":
+            need = hw.digital.sram_write_energy_pj_per_byte / gap
+            out.append(
+                f"deployment: ours {h['ours (up to)']:.1f}x on {h['task']} vs {h['published (up to)']}x "
+                f"({gap:.2f} of it). Ours: {m['deploy_update_pulses']:.3g} write pulses at "
+                f"{m['pulse_energy_pj']:.1f} pJ plus a verify read per cell-iteration "
+                f"({m['pulses_per_cell']:.1f} pulses per cell from reset) against an SRAM write at "
+                f"{hw.digital.sram_write_energy_pj_per_byte} pJ/B (Horowitz 45 nm scaled to 180 nm). The published "
+                f"value would follow with an SRAM write of {need:.3g} pJ/B, or proportionally dearer write-verify "
+                f"(the reference states neither constant).")
+        elif h["ratio"] == "inference":
+            out.append(
+                f"inference: ours {h['ours (up to)']:.1f}x on {h['task']} vs {h['published (up to)']}x. The dense "
+                f"digital side costs {hw.digital.mac_energy_pj} pJ per MAC plus an SRAM weight read per MAC; the hybrid "
+                f"pays ADC conversions ({hw.crossbar.adc_energy_pj} pJ each, one per column and input tile) and the "
+                f"digital LoRA branch. The reference's baseline platform and per-op energies are not stated.")
+    return out
+
+
+def format_paper(rep: dict) -> str:
+    from ..report import markdown_table
+
+    lines = [f"data: {rep['data']}", "", "published vs ours (each 'up to' over the three tasks):", "",
+             markdown_table([{k: v for k, v in r.items() if k != "definition"} for r in rep["tables"]["headline ratios"]]),
+             "definitions:"]
+    lines += [f"- {d['ratio']}: {d['definition']}" for d in rep["tables"]["definitions"]]
+    lines += ["", "all ratios:", "", markdown_table(rep["tables"]["all ratios"]), "residuals:"]
+    lines += [f"- {r}" for r in rep["residuals"]]
+    return "\n".join(lines)
