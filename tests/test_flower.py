@@ -157,3 +157,29 @@ def test_flwr_run_of_the_example_app_and_superlink_stopped(tmp_path):
             break
         time.sleep(0.25)
     assert left.stdout.strip() == ""
+
+
+def test_malformed_or_poisoned_replies_are_kept_out_of_the_aggregate():
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+    from avalanche_rm.flower.grid import _set_task_identity
+
+    _set_task_identity(1, 0)
+    strat = AdapterFedAvg(min_train_nodes=1, min_available_nodes=1)
+    glob = ArrayRecord({"a": torch.zeros(2, 3)})
+    strat._template = {"a": (2, 3)}
+
+    def reply(nid, arr, n):
+        sent = Message(RecordDict({"arrays": glob}), dst_node_id=nid, message_type="train")
+        return Message(RecordDict({"arrays": ArrayRecord(arr), "metrics": MetricRecord({"num-examples": n})}),
+                       reply_to=sent)
+
+    strat.aggregate_train(1, [reply(1, {"a": torch.ones(2, 3)}, 10), reply(2, {"a": torch.full((2, 3), 2.0)}, 10)])
+    agg, _ = strat.aggregate_train(2, [reply(1, {"a": torch.ones(2, 3)}, 10),
+                                       reply(2, {"a": torch.full((2, 3), float("nan"))}, 10),
+                                       reply(3, {"a": torch.ones(3, 3)}, 10), reply(4, {"b": torch.ones(2, 3)}, 10),
+                                       reply(5, {"a": torch.ones(2, 3)}, -1)])
+    assert torch.allclose(agg.to_torch_state_dict()["a"], torch.full((2, 3), 1.5))  # client 2's round-1 reply stays
+    reasons = dict(strat.rejected[2])
+    assert set(reasons) == {2, 3, 4, 5}
+    assert "finite" in reasons[2] and "shape" in reasons[3] and "keys" in reasons[4] and "num-examples" in reasons[5]

@@ -39,8 +39,32 @@ class AdapterFedAvg(FedAvg):
         self.contributions: dict[int, tuple[ArrayRecord, int]] = {}
         self.excluded: set[int] = set()
         self.round_bytes: dict[int, int] = {}
+        self.rejected: dict[int, list[tuple[int, str]]] = {}
+        self._template: dict[str, tuple[int, ...]] | None = None
+
+    def reply_problem(self, arrays: ArrayRecord, num_examples) -> str | None:
+        """Why a client's reply cannot enter the aggregate (``None`` if it can).
+
+        Keys and shapes must match the global adapter sent out, values must be
+        finite and ``num-examples`` a non-negative int: one malformed or poisoned
+        reply must not corrupt every client's next starting point.
+        """
+        if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 0:
+            return f"num-examples must be a non-negative int, got {num_examples!r}"
+        sd = arrays.to_torch_state_dict()
+        if self._template is not None:
+            if set(sd) != set(self._template):
+                return f"adapter keys {sorted(sd)} != expected {sorted(self._template)}"
+            for k, v in sd.items():
+                if tuple(v.shape) != self._template[k]:
+                    return f"adapter {k!r} has shape {tuple(v.shape)}, expected {self._template[k]}"
+        for k, v in sd.items():
+            if not v.is_floating_point() or not bool(torch.isfinite(v).all()):
+                return f"adapter {k!r} is not a finite float tensor"
+        return None
 
     def configure_train(self, server_round, arrays, config, grid):
+        self._template = {k: tuple(v.shape) for k, v in arrays.to_torch_state_dict().items()}
         msgs = super().configure_train(server_round, arrays, config, grid)
         return [m for m in msgs if m.metadata.dst_node_id not in self.excluded]
 
@@ -49,8 +73,19 @@ class AdapterFedAvg(FedAvg):
         return [m for m in msgs if m.metadata.dst_node_id not in self.excluded]
 
     def aggregate_train(self, server_round, replies):
-        replies = list(replies)
-        valid, _ = self._check_and_log_replies(replies, is_train=True)
+        good = []
+        for msg in replies:
+            if msg.has_error() or "arrays" not in msg.content.array_records \
+                    or "metrics" not in msg.content.metric_records:
+                good.append(msg)  # Flower's own checks count and log these
+                continue
+            problem = self.reply_problem(msg.content["arrays"], msg.content["metrics"].get("num-examples"))
+            if problem is None:
+                good.append(msg)
+            else:
+                # dropped and recorded; the client's previous contribution (if any) stays
+                self.rejected.setdefault(server_round, []).append((msg.metadata.src_node_id, problem))
+        valid, _ = self._check_and_log_replies(good, is_train=True)
         sent = 0
         for msg in valid:
             nid = msg.metadata.src_node_id
