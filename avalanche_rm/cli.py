@@ -148,7 +148,15 @@ def basic(
                   "tables": {"accuracy": [{"stage": k, "accuracy": v} for k, v in rep["accuracy"].items()],
                              "ledger": [{"phase": p, **v} for p, v in rep["ledger"].items()]},
                   "programming": rep["programming"]}
-        write_report(out, report)
+        from .report.plots import energy_by_phase, grouped_bars, histogram
+
+        write_report(out, report, {
+            "accuracy_per_stage": grouped_bars({k: {"accuracy": 100 * v} for k, v in rep["accuracy"].items()},
+                                               "test accuracy (%)", "accuracy per stage"),
+            "energy_by_phase": energy_by_phase({"hybrid chip": {p: v.get("energy_pj", 0.0)
+                                                                for p, v in rep["ledger"].items()}}),
+            "programming_pulses": histogram(rep["programming"]["pulse_histogram"], "write pulses per cell",
+                                            "deployment: pulses per cell", counts=True)})
         typer.echo(f"\nreport written to {out / 'report.md'}")
 
 
@@ -178,7 +186,11 @@ def cost(
     typer.echo(f"{model} on {preset} ({rep['cells']} analogue cells); {rep['data']}\n")
     typer.echo(markdown_table(rep["tables"]["cost per operation"]))
     if out is not None:
-        write_report(out, rep)
+        from .report.plots import grouped_bars
+
+        ops = {r["operation"]: {"energy": r["energy_pj"] / 1e3} for r in rep["tables"]["cost per operation"]}
+        write_report(out, rep, {"energy_per_operation": grouped_bars(ops, "energy (nJ)", "energy per operation",
+                                                                     log=True)})
         typer.echo(f"report written to {out / 'report.md'}")
 
 
@@ -338,26 +350,11 @@ def paper(
 
 
 def paper_plots(rep: dict) -> dict:
-    import matplotlib
+    from .report.plots import grouped_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def ratios(path: Path) -> None:
-        rows = rep["tables"]["headline ratios"]
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        x = range(len(rows))
-        ax.bar([i - 0.2 for i in x], [r["published (up to)"] for r in rows], 0.4, label="published")
-        ax.bar([i + 0.2 for i in x], [r["ours (up to)"] for r in rows], 0.4, label="ours")
-        ax.set_xticks(list(x), [r["ratio"] for r in rows])
-        ax.set_yscale("log")
-        ax.set_ylabel("full-weight / hybrid")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-
-    return {"headline_ratios": ratios}
+    groups = {r["ratio"]: {"published": r["published (up to)"], "ours": r["ours (up to)"]}
+              for r in rep["tables"]["headline ratios"]}
+    return {"headline_ratios": grouped_bars(groups, "full-weight / hybrid", "headline ratios", log=True)}
 
 
 @app.command()

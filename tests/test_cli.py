@@ -30,11 +30,14 @@ def test_demo_runs_and_writes_a_valid_report(tmp_path):
 def test_basic_and_cost_commands(tmp_path):
     res = runner.invoke(app, ["basic", "--epochs", "2", "--adapter-epochs", "1", "--quiet", "--out", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
-    validate_report(json.loads((tmp_path / "b" / "report.json").read_text()))
+    rep_b = json.loads((tmp_path / "b" / "report.json").read_text())
+    validate_report(rep_b)
+    assert {"accuracy_per_stage.png", "energy_by_phase.png", "programming_pulses.png"} <= set(rep_b["plots"])
     res = runner.invoke(app, ["cost", "--model", "mlp", "--out", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "c" / "report.json").read_text())
     validate_report(rep)
+    assert (tmp_path / "c" / "energy_per_operation.png").stat().st_size > 1000
     rows = {r["operation"]: r for r in rep["tables"]["cost per operation"]}
     assert rows["training step, LoRA only (hybrid)"]["pulses"] == 0
     assert rows["training step, all weights + write-back"]["pulses"] > 0
@@ -117,7 +120,7 @@ def test_scenario_command_writes_a_valid_report(tmp_path):
     assert rep["command"] == "scenario faces" and rep["data"].startswith("stand-in")
     assert {"accuracy", "cost per update phase", "write-noise sweep", "calibration adapter"} <= set(rep["tables"])
     assert rep["program_jobs"]["hybrid LoRA"] == 1
-    for plot in ("accuracy_per_stage.png", "energy_per_phase.png"):
+    for plot in ("accuracy_per_stage.png", "energy_per_phase.png", "programming_pulses.png"):
         assert (tmp_path / plot).stat().st_size > 1000
 
 

@@ -79,3 +79,26 @@ def before_after(rows: dict[str, tuple[float, float, float, float]], title: str 
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         _save(fig, path)
     return draw
+
+
+def grouped_bars(groups: dict[str, dict[str, float]], ylabel: str, title: str, log: bool = False):
+    """One group of bars per key of ``groups``, one bar per series inside it (missing/NaN drawn as 0)."""
+    def draw(path: Path) -> None:
+        names = list(groups)
+        series = list(dict.fromkeys(s for g in groups.values() for s in g))
+        fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(names)), 3.6))
+        w = 0.8 / max(len(series), 1)
+        for k, s in enumerate(series):
+            vals = [groups[n].get(s, 0.0) for n in names]
+            vals = [0.0 if v != v else v for v in vals]  # NaN -> 0
+            ax.bar([i + (k - (len(series) - 1) / 2) * w for i in range(len(names))], vals, w, label=s)
+        ax.set_xticks(list(range(len(names))))
+        ax.set_xticklabels(names, fontsize=7, rotation=15)
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+        _save(fig, path)
+    return draw

@@ -1,9 +1,6 @@
 """The standard report of a scenario: accuracy per stage, the bill per phase, and the reference's three ratios."""
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 from ..hardware.config import HardwareConfig
 from ..hardware.programming import ProgrammingReport
 from ..nn.model import HybridModel
@@ -109,40 +106,16 @@ def scenario_report(name: str, hw: HardwareConfig, seed: int, source: str, accur
 
 def scenario_plots(report: dict) -> dict:
     """Plot callables for :func:`avalanche_rm.report.write_report`."""
-    import matplotlib
+    from ..report.plots import energy_by_phase, grouped_bars, histogram
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def acc(path: Path) -> None:
-        rows = report["tables"]["accuracy"]
-        labels = [f"{r['stage']}\n{r['method']}" for r in rows]
-        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 3.5))
-        w = 0.2
-        for i, key in enumerate(("forget_pct", "retain_pct", "new_pct")):
-            vals = [0 if math.isnan(r.get(key, float("nan"))) else r[key] for r in rows]
-            ax.bar([j + (i - 1) * w for j in range(len(rows))], vals, w, label=key.replace("_pct", ""))
-        ax.set_xticks(range(len(rows)), labels, fontsize=7)
-        ax.set_ylabel("accuracy %")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-
-    def energy(path: Path) -> None:
-        rows = report["tables"]["cost per update phase"]
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        labels = [f"{r['method']}\n{r['phase']}" for r in rows]
-        comp = [r["compute_energy_uJ"] for r in rows]
-        prog = [r["program_energy_uJ"] for r in rows]
-        ax.bar(labels, comp, label="compute")
-        ax.bar(labels, prog, bottom=comp, label="write-verify")
-        ax.set_yscale("log")
-        ax.set_ylabel("energy uJ")
-        ax.tick_params(axis="x", labelsize=7)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-
-    return {"accuracy_per_stage": acc, "energy_per_phase": energy}
+    acc = {f"{r['stage']}\n{r['method']}": {k.replace("_pct", ""): r[k] for k in ("forget_pct", "retain_pct", "new_pct")}
+           for r in report["tables"]["accuracy"]}
+    costs: dict[str, dict[str, float]] = {}
+    for r in report["tables"]["cost per update phase"]:
+        c = costs.setdefault(r["method"], {})
+        c[f"{r['phase']} compute"] = r["compute_energy_uJ"] * 1e6
+        c[f"{r['phase']} write-verify"] = r["program_energy_uJ"] * 1e6
+    return {"accuracy_per_stage": grouped_bars(acc, "accuracy (%)", "forget / retain / new accuracy per stage"),
+            "energy_per_phase": energy_by_phase(costs, "energy of the updates (uJ)"),
+            "programming_pulses": histogram(report["deploy"]["pulse_histogram"], "write pulses per cell",
+                                            "deployment: pulses per cell", counts=True)}
