@@ -158,6 +158,7 @@ def measure(w: Workload, preset: str, seed: int, delta_g_us: float) -> dict:
 
 def workloads(seed: int, spike_density: float = 0.2) -> list[Workload]:
     """The three reference networks with their recipes' step counts (reference code, paper.md section 2)."""
+    torch.manual_seed(seed)  # the networks' initial weights
     gen = torch.Generator().manual_seed(seed)
     faces = face_data(6, standin=True, seed=seed)
     x_face = faces.x_train[:64]
