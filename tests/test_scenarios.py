@@ -117,6 +117,13 @@ def test_write_noise_sweep_is_seeded_and_leaves_the_chip_as_it_was():
         write_noise_sweep(hyb, ev, (-1.0,), runs=1)
     with pytest.raises(ValueError, match="runs"):
         write_noise_sweep(hyb, ev, (1.0,), runs=0)
+    with pytest.raises(ValueError, match="sigma_us"):
+        hyb.apply_write_noise(float("nan"))
+    bad = dict(g0)
+    bad["head"] = torch.zeros(3)
+    with pytest.raises(ValueError, match="head"):
+        hyb.load_conductance_state(bad)
+    assert all(torch.equal(g0[k], v) for k, v in hyb.conductance_state().items())  # refused: nothing written
 
 
 def test_augmentation_and_spike_binning_are_vectorised_and_exact():
