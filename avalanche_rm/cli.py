@@ -266,6 +266,8 @@ def scenario(
     noise_sigmas: Optional[str] = typer.Option(None, help="comma-separated write-noise sigmas in uS (default 1,...,10)"),
     calibration_sigma: Optional[float] = typer.Option(None, help="write noise (uS) the calibration adapter repairs (default 2)"),
     hidden: Optional[int] = typer.Option(None, help="hidden width (speakers: 512, generation: 128 by default)"),
+    composition: Optional[str] = typer.Option(None, help="faces: 'summed' (both adapters active while learning "
+                                                         "the new person, default) or 'switched' (the reference code)"),
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -288,6 +290,9 @@ def scenario(
     calib = _pick(calibration_sigma, cfg, "calibration_sigma", 2.0)
     hid = _pick(hidden, cfg, "hidden", None)
     data = _pick(data, cfg, "data", None)
+    comp = _pick(composition, cfg, "composition", "summed")
+    if comp not in ("summed", "switched"):
+        _fail(f"--composition must be summed or switched, got {comp!r}")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
         _fail(f"--epoch-scale must be a number > 0, got {scale!r}")
     _need_int("--noise-runs", runs, 0)
@@ -304,7 +309,7 @@ def scenario(
     try:
         rep = run_scenario(name, data=data, preset=preset, seed=seed, device=device, epoch_scale=float(scale),
                            noise_runs=runs, noise_sigmas_us=sigmas, calibration_sigma_us=float(calib), hidden=hid,
-                           progress=not quiet)
+                           composition=comp, progress=not quiet)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
     typer.echo(f"data: {rep['data']}\n")

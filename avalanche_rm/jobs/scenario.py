@@ -45,18 +45,20 @@ def run_scenario(name: str, *, data: str | Path | None = None, preset: str = "pa
                  device: str = "cpu", epoch_scale: float = 1.0, noise_runs: int = 100,
                  noise_sigmas_us: tuple[float, ...] = tuple(float(s) for s in range(1, 11)),
                  calibration_sigma_us: float = 2.0, hidden: int | None = None, augment: int = 30,
-                 progress: bool = True) -> dict:
+                 composition: str = "summed", progress: bool = True) -> dict:
     """Run one scenario with the reference recipe scaled by ``epoch_scale``; returns its report."""
     if not epoch_scale > 0:
         raise ValueError(f"epoch scale must be > 0, got {epoch_scale!r}")
     if hidden is not None and hidden < 1:
         raise ValueError(f"hidden must be >= 1, got {hidden!r}")
+    if composition != "summed" and name != "faces":
+        raise ValueError(f"composition={composition!r} applies to the faces scenario only")
     d = load_scenario_data(name, data, seed, augment)
     noise = NoiseStudy(tuple(noise_sigmas_us), noise_runs, calibration_sigma_us)
     if name == "faces":
         from ..scenarios.faces import FaceConfig, run_faces
 
-        return run_faces(FaceConfig(epoch_scale=epoch_scale, noise=noise), data=d, preset=preset, seed=seed,
+        return run_faces(FaceConfig(epoch_scale=epoch_scale, noise=noise, composition=composition), data=d, preset=preset, seed=seed,
                          device=device, progress=progress)
     if name == "speakers":
         from ..scenarios.speakers import SpeakerConfig, run_speakers
