@@ -193,9 +193,40 @@ class MVMResult:
     code_full_scale: float   # codes / code_full_scale = input normalised to [-1, 1]
 
 
-def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor, dg_us: torch.Tensor,
+@dataclass
+class PreparedMVM:
+    """What :func:`analog_linear` derives from the programmed state alone (layers cache it between reads).
+
+    ``w``: conductances in ADC codes per DAC code, ``[in, out]`` for one input
+    tile (or no ADC), else ``[n_in_tiles, rows, out]`` zero-padded;
+    ``nd_adc``: uS per ADC code times the DAC full scale (``None`` without ADC);
+    ``out_factor``: output codes -> weight units, per unit of input abs-max.
+    """
+
+    w: torch.Tensor
+    nd_adc: torch.Tensor | None
+    out_factor: torch.Tensor
+
+
+def prepare_mvm(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor,
+                scale_us: torch.Tensor) -> PreparedMVM:
+    """Fold the ADC step, tiling and weight scale into tensors that stay valid until the cells change."""
+    n_d = float(2 ** (xbar.dac_bits - 1) - 1) if xbar.dac_bits is not None else 1.0
+    if xbar.adc_bits is None:
+        return PreparedMVM(dg_us, None, 1.0 / (n_d * scale_us))
+    n_a = float(2 ** (xbar.adc_bits - 1) - 1)
+    adc_step = adc_fs_us / n_a                      # uS x (normalised input) per ADC code
+    nd_adc = n_d * adc_step
+    w = dg_us * (1.0 / nd_adc)                      # ADC codes per DAC code
+    if grid.n_in_tiles > 1:
+        pad = grid.in_padded - grid.in_features
+        w = (torch.nn.functional.pad(w, (0, 0, 0, pad)) if pad else w).view(grid.n_in_tiles, xbar.rows, -1)
+    return PreparedMVM(w, nd_adc, nd_adc / (n_d * scale_us))
+
+
+def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor, dg_us: torch.Tensor | None,
                   scale_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor, read_noise: bool = True,
-                  generator: torch.Generator | None = None) -> MVMResult:
+                  generator: torch.Generator | None = None, prepared: PreparedMVM | None = None) -> MVMResult:
     """``x @ W^T`` computed the way the crossbar does it, in as few passes as possible.
 
     1. DAC: per-sample abs-max ``alpha``; inputs become integer codes in
@@ -209,48 +240,47 @@ def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor,
     4. ADC: each tile's column sum is clipped to the calibrated full scale and
        rounded to one of ``2 n_a + 1`` codes; tiles are then added digitally.
     The ADC step is folded into the conductances before the matmul, so the
-    partial sums come out directly in ADC codes.
+    partial sums come out directly in ADC codes. ``prepared`` is
+    :func:`prepare_mvm`'s result if the caller keeps one (``dg_us`` is then unused).
     """
     n_d = float(2 ** (xbar.dac_bits - 1) - 1) if xbar.dac_bits is not None else 1.0
+    if prepared is None:
+        prepared = prepare_mvm(xbar, dg_us, grid, adc_fs_us, scale_us)
     alpha = x.abs().amax(dim=-1, keepdim=True)
-    alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+    alpha.masked_fill_(alpha == 0, 1.0)
     codes = x * (n_d / alpha)
     if xbar.dac_bits is not None:
         codes = codes.round_()
     sigma = device.read_noise_sigma_us * math.sqrt(xbar.cells_per_weight) if read_noise else 0.0
     b, t = x.shape[0], grid.n_in_tiles
+    w = prepared.w
     if xbar.adc_bits is None:
-        y = codes @ dg_us
+        y = codes @ w
         if sigma > 0:
             # without per-tile rounding the tiles' noises add up: one draw per output
             norm = torch.linalg.vector_norm(codes, dim=-1, keepdim=True).mul_(sigma)
             y.addcmul_(torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype), norm)
-        code_to_us = 1.0
     else:
         n_a = float(2 ** (xbar.adc_bits - 1) - 1)
-        adc_step = adc_fs_us / n_a                      # uS x (normalised input) per ADC code
-        w = dg_us * (1.0 / (n_d * adc_step))            # ADC codes per DAC code
         if t == 1:
             partial = (codes @ w).unsqueeze(0)
             ct = codes.unsqueeze(0)
         else:
             pad = grid.in_padded - grid.in_features
             cp = torch.nn.functional.pad(codes, (0, pad)) if pad else codes
-            wp = torch.nn.functional.pad(w, (0, 0, 0, pad)) if pad else w
             ct = cp.view(b, t, xbar.rows).transpose(0, 1)  # [T, B, rows]
-            partial = torch.bmm(ct, wp.view(t, xbar.rows, -1))
+            partial = torch.bmm(ct, w)
         if sigma > 0:
-            norm = torch.linalg.vector_norm(ct, dim=-1, keepdim=True).mul_(sigma / (n_d * adc_step))
+            norm = torch.linalg.vector_norm(ct, dim=-1, keepdim=True).mul_(sigma / prepared.nd_adc)
             partial.addcmul_(torch.randn(partial.shape, generator=generator, device=partial.device,
                                          dtype=partial.dtype), norm)
         partial.clamp_(-n_a, n_a).round_()
         y = partial.sum(0) if t > 1 else partial[0]
-        code_to_us = adc_step * n_d
     # back to weight units: y_code * (uS per code) * alpha / (n_d * uS per weight unit)
-    if scale_us.numel() == 1:
-        y = y.mul_(alpha * (code_to_us / (n_d * scale_us)))
+    if prepared.out_factor.numel() == 1:
+        y = y.mul_(alpha * prepared.out_factor)
     else:
-        y = y.mul_(alpha).mul_(code_to_us / (n_d * scale_us))
+        y = y.mul_(alpha).mul_(prepared.out_factor)
     return MVMResult(y, codes, n_d)
 
 
