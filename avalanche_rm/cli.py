@@ -345,7 +345,7 @@ def paper(
     dens = _pick(spike_density, cfg, "spike_density", 0.2)
     try:
         rep = run_paper(preset=preset, seed=seed, delta_g_us=float(dg), spike_density=float(dens),
-                        progress=not quiet)
+                        device=device, progress=not quiet)
     except (ValueError, TypeError) as e:
         _fail(str(e))
     typer.echo(format_paper(rep))

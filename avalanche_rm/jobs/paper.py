@@ -86,11 +86,15 @@ def _fine_tuned(layer, delta_g_us: float, gen: torch.Generator) -> torch.Tensor:
     return w + torch.randn(w.shape, generator=gen).to(w.device) * sigma_w
 
 
-def measure(w: Workload, preset: str, seed: int, delta_g_us: float) -> dict:
+def measure(w: Workload, preset: str, seed: int, delta_g_us: float, device: str = "cpu") -> dict:
     """Simulate one LoRA step, one full-weight step with write-back, deployments and inference for ``w``."""
     hw = get_preset(preset)
     torch.manual_seed(seed)
-    hyb = convert_to_hybrid(w.module, hw)
+    hyb = convert_to_hybrid(w.module, hw).to(device)
+    if isinstance(w.inputs, tuple):
+        w.inputs = tuple(t.to(device) for t in w.inputs)
+    else:
+        w.inputs = w.inputs.to(device)
     reset: ProgrammingReport = hyb.program(seed=seed)
     base = copy.deepcopy(hyb)
     dig = hw.digital
@@ -191,7 +195,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def run_paper(preset: str = "paper-180nm", seed: int = 0, delta_g_us: float = 0.5, spike_density: float = 0.2,
-              progress: bool = True) -> dict:
+              device: str = "cpu", progress: bool = True) -> dict:
     """Compute every ratio for every task; returns the standard report."""
     from tqdm.auto import tqdm
 
@@ -202,7 +206,7 @@ def run_paper(preset: str = "paper-180nm", seed: int = 0, delta_g_us: float = 0.
     hw = get_preset(preset)
     rows, per_task = [], []
     for w in tqdm(workloads(seed, spike_density), desc="paper: tasks", disable=not progress):
-        m = measure(w, preset, seed, delta_g_us)
+        m = measure(w, preset, seed, delta_g_us, device)
         per_task.append(m)
         vals = {
             "training": _ratio(m["train_full_uJ"], m["train_lora_uJ"]),
