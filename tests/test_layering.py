@@ -23,7 +23,7 @@ def test_packages_import_only_downwards():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level:
-                pkg = list(rel.parts[:-1]) if path.name != "__init__.py" else list(rel.parts[:-1])
+                pkg = list(rel.parts[:-1])  # the package a relative import starts from (also for __init__)
                 base = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
                 target = ".".join(base + ([node.module] if node.module else []))
                 lvl = _level(target) if target else None
