@@ -264,6 +264,13 @@ def test_ledger_phases_and_event_driven_energy():
     busy = h.ledger.summary("custom")
     assert busy.analog_macs == 10 * 64 * 32 and busy.energy_pj > 0
     assert set(h.ledger.phases) >= {"deploy", "infer", "custom"}
+    snap = h.ledger.snapshot()
+    with torch.no_grad():
+        h(torch.ones(3, 64))  # phase "infer"
+        with h.ledger.phase("custom"):
+            h(torch.ones(2, 64))
+    spent = h.ledger.total_since(snap)  # summed over both phases, earlier charges excluded
+    assert spent["analog_macs"] == 5 * 64 * 32 and spent["pulses"] == 0
 
 
 def test_differential_targets_are_stored_signed_and_decode_to_the_weights():

@@ -64,9 +64,8 @@ def test_spiking_network_energy_follows_spike_activity():
         snap = hyb.ledger.snapshot()
         with torch.no_grad():
             hyb(x)
-        d = hyb.ledger.delta_since(snap)
-        return {k: sum(p.get(k, 0.0) for p in d.values()) for k in ("analog_macs", "energy_analog_pj",
-                                                                     "dac_conversions")}
+        spent = hyb.ledger.total_since(snap)
+        return {k: spent.get(k, 0.0) for k in ("analog_macs", "energy_analog_pj", "dac_conversions")}
 
     silent = bill(torch.zeros(8, 10, 64))
     assert silent["analog_macs"] == 0 and silent["energy_analog_pj"] == 0 and silent["dac_conversions"] == 0

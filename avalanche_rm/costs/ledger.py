@@ -204,6 +204,12 @@ class CostLedger:
                 out[p] = d
         return out
 
+    def total_since(self, snap: dict[str, dict[str, float]]) -> dict[str, float]:
+        """Every quantity charged since ``snap``, summed over phases."""
+        delta = self.delta_since(snap)
+        keys = dict.fromkeys(k for p in delta.values() for k in p)
+        return {k: sum(p.get(k, 0.0) for p in delta.values()) for k in keys}
+
     def reset(self) -> None:
         with self._lock:
             self._totals.clear()

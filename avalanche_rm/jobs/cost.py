@@ -50,12 +50,10 @@ def run_cost(model: str = "mlp", preset: str = "paper-180nm", seed: int = 0, bat
     def measure(label: str, fn, phase: str) -> None:
         snap = hyb.ledger.snapshot()
         fn()
-        d = hyb.ledger.delta_since(snap)
-        tot = {k: sum(p.get(k, 0.0) for p in d.values()) for k in ("energy_pj", "latency_ns", "pulses",
-                                                                     "cells_programmed")}
-        rows.append({"operation": label, "per": "sample", "energy_pj": tot["energy_pj"] / batch,
-                     "latency_ns": tot["latency_ns"] / batch, "pulses": tot["pulses"] / batch,
-                     "cells": tot["cells_programmed"] / batch})
+        tot = hyb.ledger.total_since(snap)
+        rows.append({"operation": label, "per": "sample", "energy_pj": tot.get("energy_pj", 0.0) / batch,
+                     "latency_ns": tot.get("latency_ns", 0.0) / batch, "pulses": tot.get("pulses", 0.0) / batch,
+                     "cells": tot.get("cells_programmed", 0.0) / batch})
 
     hyb.eval()
 
@@ -70,8 +68,7 @@ def run_cost(model: str = "mlp", preset: str = "paper-180nm", seed: int = 0, bat
     n_w = sum(layer.out_features * layer.in_flat for layer in hyb.hybrid_layers())
     snap = hyb.ledger.snapshot()
     infer()
-    d = hyb.ledger.delta_since(snap)
-    dense_macs = sum(p.get("analog_macs", 0.0) for p in d.values()) / batch / hw.crossbar.cells_per_weight
+    dense_macs = hyb.ledger.total_since(snap).get("analog_macs", 0.0) / batch / hw.crossbar.cells_per_weight
     rows.append({"operation": "inference, same MACs all-digital (weights read from SRAM)", "per": "sample",
                  "energy_pj": dense_macs * dig.mac_energy_pj + n_w * dig.adapter_bytes_per_param
                  * dig.sram_read_energy_pj_per_byte,

@@ -74,9 +74,8 @@ def _energy(model: HybridModel, fn) -> tuple[float, float]:
     """(total, programming) energy in pJ that ``fn()`` charges to the model's ledger."""
     snap = model.ledger.snapshot()
     fn()
-    d = model.ledger.delta_since(snap)
-    return (sum(p.get("energy_pj", 0.0) for p in d.values()),
-            sum(p.get("energy_program_pj", 0.0) for p in d.values()))
+    spent = model.ledger.total_since(snap)
+    return spent.get("energy_pj", 0.0), spent.get("energy_program_pj", 0.0)
 
 
 def _fine_tuned(layer, delta_g_us: float, gen: torch.Generator) -> torch.Tensor:

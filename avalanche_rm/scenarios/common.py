@@ -256,8 +256,7 @@ def inference_energy_pj(model: HybridModel, inputs: Inputs) -> float:
     snap = model.ledger.snapshot()
     with model.ledger.phase("infer-probe"):
         n = _run(model, inputs)
-    d = model.ledger.delta_since(snap)
-    return sum(p.get("energy_pj", 0.0) for p in d.values()) / max(n, 1)
+    return model.ledger.total_since(snap).get("energy_pj", 0.0) / max(n, 1)
 
 
 def dense_digital_energy_pj(model: HybridModel, inputs: Inputs) -> float:

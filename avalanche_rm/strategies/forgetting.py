@@ -157,9 +157,9 @@ class ForgetMixin:
         self.forgotten_data = (xf, yf) if self.forgotten_data is None else (
             torch.cat([self.forgotten_data[0], xf]), torch.cat([self.forgotten_data[1], yf]))
         after = self._verification(model, (xf, yf), (xr, yr), request)
-        delta = ledger.delta_since(snap)
-        cost = {k: sum(p.get(k, 0.0) for p in delta.values()) for k in ("energy_pj", "latency_ns", "pulses",
-                                                                          "cells_programmed", "digital_macs")}
+        spent = ledger.total_since(snap)
+        cost = {k: spent.get(k, 0.0) for k in ("energy_pj", "latency_ns", "pulses", "cells_programmed",
+                                                "digital_macs")}
         record = {"request": request.to_dict(), "strategy": type(self).__name__, "n_samples": int(len(ids)),
                   "affected": detail, "metrics_before": before, "metrics_after": after, "cost": cost,
                   "wall_time_s": wall, "time": time.time()}
