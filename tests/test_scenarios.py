@@ -11,9 +11,10 @@ import torch
 from avalanche_rm import convert_to_hybrid, get_preset
 from avalanche_rm.report import validate_report
 from avalanche_rm.scenarios import DiffusionDenoiser, MLPMixer, SpikingLSM, face_data, speaker_data
-from avalanche_rm.scenarios.common import NoiseStudy, Recipe, ce_loss, fit, predictions
+from avalanche_rm.scenarios.common import NoiseStudy, Recipe, fit
 from avalanche_rm.scenarios.data import augment_images, bin_spike_events
 from avalanche_rm.scenarios.noise import calibration_study, stage_evaluator, write_noise_sweep
+from avalanche_rm.training import ce_loss, predictions
 
 NO_NOISE = NoiseStudy(runs=0)
 

@@ -8,12 +8,10 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..hardware.programming import ProgrammingReport
 from ..nn.model import HybridModel, optimizer_state_bytes
-
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+from ..training import LossFn, run_epochs
 
 
 @dataclass
@@ -50,9 +48,9 @@ class Recipe:
 
 
 def fit(model: nn.Module, params: Iterable[nn.Parameter], x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
-        recipe: Recipe, seed: int = 0, desc: str = "train", after_step: Callable[[torch.optim.Optimizer], None]
-        | None = None, after_epoch: Callable[[int], None] | None = None, progress: bool = True) -> list[float]:
-    """Minibatch (or full-batch) training with ``loss_fn(model, xb, yb, generator)``; mean loss per epoch.
+        recipe: Recipe, seed: int = 0, desc: str = "train",
+        after_step: Callable[[torch.optim.Optimizer], None] | None = None, progress: bool = True) -> list[float]:
+    """:func:`avalanche_rm.training.run_epochs` with ``recipe``'s optimiser; mean loss per epoch.
 
     A :class:`HybridModel` gets the optimiser attached, so every step of its
     adapters is charged; ``after_step(optimizer)`` runs after each step (e.g. an
@@ -64,33 +62,8 @@ def fit(model: nn.Module, params: Iterable[nn.Parameter], x: torch.Tensor, y: to
     opt = recipe.make_optimizer(params)
     if isinstance(model, HybridModel):
         model.attach_optimizer(opt)
-    gen = torch.Generator().manual_seed(seed)
-    dev = params[0].device
-    x, y = x.to(dev), y.to(dev)
-    bs = recipe.batch_size or len(x)
-    losses = []
-    model.train()
-    for epoch in tqdm(range(recipe.epochs), desc=desc, disable=not progress, leave=False):
-        perm = torch.randperm(len(x), generator=gen).to(dev)
-        tot = 0.0
-        for i in range(0, len(x), bs):
-            idx = perm[i:i + bs]
-            opt.zero_grad()
-            loss = loss_fn(model, x[idx], y[idx], gen)
-            loss.backward()
-            opt.step()
-            if after_step is not None:
-                after_step(opt)
-            tot += float(loss.detach()) * len(idx)
-        losses.append(tot / max(len(x), 1))
-        if after_epoch is not None:
-            after_epoch(epoch)
-    model.eval()
-    return losses
-
-
-def ce_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return nn.functional.cross_entropy(model(xb), yb)
+    return run_epochs(model, opt, x, y, loss_fn, recipe.epochs, recipe.batch_size or len(x), seed, desc, progress,
+                      after_step)
 
 
 @dataclass
@@ -186,27 +159,6 @@ def program_jobs(model: HybridModel) -> int:
 
 
 # ------------------------------------------------------------------ metrics
-@torch.no_grad()
-def predictions(model: nn.Module, x: torch.Tensor, batch_size: int = 512, n_classes: int | None = None) -> torch.Tensor:
-    """Arg-max class per sample (on the model's device, returned on CPU); ``n_classes`` limits the logits."""
-    was = model.training
-    model.eval()
-    dev = next((t.device for t in list(model.parameters()) + list(model.buffers())), torch.device("cpu"))
-    out = []
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size].to(dev))
-        if n_classes is not None:
-            logits = logits[:, :n_classes]
-        out.append(logits.argmax(-1).cpu())
-    model.train(was)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
-
-
-def class_accuracies(pred: torch.Tensor, y: torch.Tensor) -> dict[int, float]:
-    """Accuracy of each class present in ``y``."""
-    return {int(c): float((pred[y == c] == c).float().mean()) for c in torch.unique(y).tolist()}
-
-
 def group_accuracy(pred: torch.Tensor, y: torch.Tensor, classes: Iterable[int]) -> float:
     """Accuracy over the samples of ``classes`` (NaN when none)."""
     m = torch.isin(y, torch.tensor(list(classes), dtype=y.dtype))

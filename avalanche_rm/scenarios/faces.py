@@ -18,7 +18,8 @@ from torch import nn
 
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
-from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, ce_loss, fit, predictions
+from ..training import ce_loss, predictions
+from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit
 from .data import ScenarioData, face_data
 from .models import FACE_LORA_TARGETS, MLPMixer
 from .noise import calibration_study, stage_evaluator, sweep_stages

@@ -19,7 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..nn.model import HybridModel
-from .common import LossFn, Recipe, fit, group_accuracy, predictions
+from ..training import LossFn, predictions
+from .common import Recipe, fit, group_accuracy
 
 Evaluate = Callable[[HybridModel], dict[str, float]]
 

@@ -20,7 +20,8 @@ from torch import nn
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
 from ..nn.model import HybridModel
-from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit, predictions
+from ..training import predictions
+from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit
 from .data import ScenarioData, speaker_data
 from .models import SPEAKER_LORA_TARGETS, SpikingLSM
 from .noise import calibration_study, stage_evaluator, sweep_stages
