@@ -92,9 +92,7 @@ def run_cost(model: str = "mlp", preset: str = "paper-180nm", seed: int = 0, bat
         opt2.zero_grad()
         nn.functional.cross_entropy(hyb(x).flatten(1)[:, :10], y).backward()
         opt2.step()
-        with torch.no_grad():
-            for layer in hyb.hybrid_layers():
-                layer.reprogram_weight(layer.weight_shadow.detach())
+        hyb.write_back_shadows()
         hyb.record_update(sum(p.numel() for p in shadows), 8.0)
 
     measure("training step, all weights + write-back", full_step, "train")

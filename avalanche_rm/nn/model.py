@@ -275,6 +275,20 @@ class HybridModel(nn.Module):
         self.delete_adapter(name)
         return total
 
+    def write_back_shadows(self, phase: str = "train") -> ProgrammingReport:
+        """Write-verify every layer's digital weight shadow (full-weight training) into its cells.
+
+        Charged to ``phase`` unless a ledger phase is open. Layers without a
+        shadow are left alone.
+        """
+        total = ProgrammingReport()
+        with torch.no_grad():
+            for layer in self.hybrid_layers():
+                shadow = getattr(layer, "weight_shadow", None)
+                if shadow is not None:
+                    total += layer.reprogram_weight(shadow.detach(), phase=phase)
+        return total
+
     # ------------------------------------------------------------ training hooks
     def record_update(self, n_params: int | None = None, optimizer_state_bytes_per_param: float | None = None) -> None:
         """Charge one optimiser step of the trainable adapters to the ledger (SRAM writes)."""

@@ -34,6 +34,10 @@ class Recipe:
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
 
+    def steps_per_epoch(self, n_samples: int) -> int:
+        """Optimiser steps one epoch over ``n_samples`` takes."""
+        return -(-n_samples // (self.batch_size or n_samples))
+
     def scaled(self, epoch_fraction: float) -> "Recipe":
         """The same recipe with ``epochs`` scaled (small settings for tests), at least one epoch."""
         return Recipe(max(1, round(self.epochs * epoch_fraction)), self.lr, self.batch_size, self.optimizer,
@@ -90,19 +94,18 @@ class AnalogWriteBack:
     ``every`` optimiser steps the new weights are write-verified into the cells.
 
     Use :meth:`params` as the optimiser's parameters and :meth:`after_step` as
-    :func:`fit`'s hook. ``jobs`` counts the write-back jobs (array reprogrammings).
+    :func:`fit`'s hook. ``extra`` holds further trainable digital parameters
+    (e.g. a grown head row) that are optimised but never written to cells.
     """
 
-    def __init__(self, model: HybridModel, every: int = 1, extra_params: Iterable[nn.Parameter] = ()) -> None:
+    def __init__(self, model: HybridModel, every: int = 1) -> None:
         if every < 1:
             raise ValueError(f"write-back interval must be >= 1 step, got {every!r}")
         self.model, self.every = model, every
         self.shadows = [layer.enable_weight_training() for layer in model.hybrid_layers()]
-        self.extra = list(extra_params)
-        self.jobs = 0
+        self.extra: list[nn.Parameter] = []
         self._steps = 0
         self.deploy: dict[str, ProgrammingReport] = {}
-        self._before: HybridModel | None = None
 
     def set_interval(self, every: int) -> None:
         """Write back every ``every`` optimiser steps from now on (the step count restarts)."""
@@ -120,13 +123,7 @@ class AnalogWriteBack:
         n = sum(p.numel() for p in self.params())
         self.model.record_update(n, optimizer_state_bytes(opt))
         if self._steps % self.every == 0:
-            self.write()
-
-    def write(self) -> None:
-        with torch.no_grad():
-            for layer in self.model.hybrid_layers():
-                layer.reprogram_weight(layer.weight_shadow.detach(), phase="train")
-        self.jobs += 1
+            self.model.write_back_shadows()
 
     @contextlib.contextmanager
     def update(self, name: str) -> Iterator[None]:
@@ -168,13 +165,11 @@ def group_accuracy(pred: torch.Tensor, y: torch.Tensor, classes: Iterable[int]) 
 def accuracy_row(stage: str, method: str, pred: torch.Tensor, y: torch.Tensor, forget: list[int], retain: list[int],
                  new: list[int]) -> dict:
     """The reference logs' columns: overall / forget / retain / new accuracy (in %)."""
-    seen = [c for c in torch.unique(y).tolist()]
-    row = {"stage": stage, "method": method,
-           "overall_pct": 100 * group_accuracy(pred, y, seen),
-           "forget_pct": 100 * group_accuracy(pred, y, forget) if forget else float("nan"),
-           "retain_pct": 100 * group_accuracy(pred, y, retain),
-           "new_pct": 100 * group_accuracy(pred, y, new) if new else float("nan")}
-    return row
+    return {"stage": stage, "method": method,
+            "overall_pct": 100 * group_accuracy(pred, y, torch.unique(y).tolist()),
+            "forget_pct": 100 * group_accuracy(pred, y, forget) if forget else float("nan"),
+            "retain_pct": 100 * group_accuracy(pred, y, retain),
+            "new_pct": 100 * group_accuracy(pred, y, new) if new else float("nan")}
 
 
 # ------------------------------------------------------------------ bills

@@ -150,8 +150,7 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
     rows.append(accuracy_row("continual", "hybrid LoRA", predictions(hyb, xte[cl_te]), yte[cl_te], [f], retain, [new]))
 
     # ---- baseline: every weight, written back into the cells
-    steps_per_epoch = -(-int(first.sum()) // (cfg.unlearn.batch_size or int(first.sum())))
-    wb = AnalogWriteBack(base, every=1 if cfg.write_back == "step" else steps_per_epoch)
+    wb = AnalogWriteBack(base, every=1 if cfg.write_back == "step" else cfg.unlearn.steps_per_epoch(int(first.sum())))
     with wb.update("unlearn"):
         fit(base, wb.params(), xtr[first], ytr[first], relabel, cfg.r("unlearn"), seed, "speakers: full-weight unlearn",
             after_step=wb.after_step, progress=progress)
@@ -160,7 +159,7 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
     grow_head(base, torch.Generator().manual_seed(seed + 7), trainable=True)
     head = dict(base.named_hybrid_layers())["fc2"]
     wb.extra = [head.digital_weight, head.digital_bias]
-    wb.set_interval(1 if cfg.write_back == "step" else -(-int(cl_tr.sum()) // (cfg.continual.batch_size or int(cl_tr.sum()))))
+    wb.set_interval(1 if cfg.write_back == "step" else cfg.continual.steps_per_epoch(int(cl_tr.sum())))
     with wb.update("continual"):
         fit(base, wb.params(), xtr[cl_tr], ytr[cl_tr], mse_loss, cfg.r("continual"), seed,
             "speakers: full-weight continual", after_step=wb.after_step, progress=progress)

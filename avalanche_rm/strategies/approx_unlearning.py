@@ -207,9 +207,7 @@ class FullWeightUnlearning(ForgetMixin, _ApproxSettings, AnalogFullFinetune):
         target = stop_target(self, request, model)
 
         def write_back(opt):
-            with torch.no_grad():
-                for layer in model.hybrid_layers():
-                    layer.reprogram_weight(layer.weight_shadow.detach())
+            model.write_back_shadows()
             model.record_update(sum(p.numel() for p in shadows), optimizer_state_bytes(opt))
 
         steps = unlearn_loop(model, shadows, self.method, forget, retain, epochs=self.unlearn_epochs,

@@ -1,7 +1,6 @@
 """Avalanche plugins that keep the hybrid chip's ledger and analogue state in step with training."""
 from __future__ import annotations
 
-import torch
 from avalanche.core import SupervisedPlugin
 
 from ..nn.model import HybridModel, optimizer_state_bytes
@@ -44,9 +43,7 @@ class WriteBackPlugin(SupervisedPlugin):
         if self._steps % self.every_n_steps:
             return
         model = strategy.model
-        with torch.no_grad(), model.ledger.phase("train"):
-            for layer in model.hybrid_layers():
-                if getattr(layer, "weight_shadow", None) is not None:
-                    layer.reprogram_weight(layer.weight_shadow.detach())
+        with model.ledger.phase("train"):
+            model.write_back_shadows()
         n = sum(p.numel() for g in strategy.optimizer.param_groups for p in g["params"] if p.grad is not None)
         model.record_update(n, optimizer_state_bytes(strategy.optimizer))
