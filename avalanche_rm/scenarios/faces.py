@@ -18,6 +18,7 @@ from torch import nn
 
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
+from ..strategies.approx_unlearning import weighted_ce
 from ..training import ce_loss, predictions
 from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit
 from .data import ScenarioData, face_data
@@ -64,13 +65,11 @@ class FaceConfig:
         return rec if self.epoch_scale == 1.0 else rec.scaled(self.epoch_scale)
 
 
-def weighted_ce(forget_class: int, forget_weight: float):
+def class_weighted_ce_loss(forget_class: int, forget_weight: float):
     """Per-sample cross-entropy x class weight (1 for retained, ``forget_weight`` for the forgotten class)."""
 
     def loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        ce = nn.functional.cross_entropy(model(xb), yb, reduction="none")
-        w = torch.where(yb == forget_class, torch.full_like(ce, forget_weight), torch.ones_like(ce))
-        return (ce * w).mean()
+        return weighted_ce(model(xb), yb, yb == forget_class, forget_weight)
 
     return loss
 
@@ -107,8 +106,9 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
     hyb.add_adapter("unlearn", rank=cfg.unlearn_rank, alpha=cfg.unlearn_alpha, target_modules=FACE_LORA_TARGETS,
                     rank_scaling=False, seed=seed)
     with hyb.ledger.phase("unlearn"):
-        fit(hyb, hyb.adapter_parameters(["unlearn"]), xtr[first], ytr[first], weighted_ce(f, cfg.forget_weight),
-            cfg.r("unlearn"), seed, "faces: LoRA unlearn", progress=progress)
+        fit(hyb, hyb.adapter_parameters(["unlearn"]), xtr[first], ytr[first],
+            class_weighted_ce_loss(f, cfg.forget_weight), cfg.r("unlearn"), seed, "faces: LoRA unlearn",
+            progress=progress)
     rows.append(accuracy_row("unlearned", "hybrid LoRA", predictions(hyb, xte[first_te]), yte[first_te], [f], retain, []))
     for p in hyb.adapter_parameters(["unlearn"]):
         p.requires_grad_(False)

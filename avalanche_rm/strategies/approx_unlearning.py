@@ -35,6 +35,16 @@ def _check_method(method: str) -> str:
     return method
 
 
+def weighted_ce(out: torch.Tensor, y: torch.Tensor, forget_mask: torch.Tensor, forget_weight: float) -> torch.Tensor:
+    """Mean cross-entropy with weight ``forget_weight`` (negative: ascent) on forgotten samples, 1 elsewhere.
+
+    The reference face task's objective (``train_with_gradient_ascent``, weight -0.5).
+    """
+    w = torch.where(forget_mask, torch.full_like(y, 0, dtype=out.dtype) + forget_weight,
+                    torch.ones_like(y, dtype=out.dtype))
+    return (F.cross_entropy(out, y, reduction="none") * w).mean()
+
+
 def unlearn_loop(model: HybridModel, params: list, method: str, forget: tuple, retain: tuple, *, epochs: int,
                  lr: float, batch_size: int | None, forget_weight: float = -0.5, neggrad_alpha: float = 0.9,
                  n_classes: int | None = None, seed: int = 0, after_step=None, stop_forget_acc: float | None = None,
@@ -68,9 +78,7 @@ def unlearn_loop(model: HybridModel, params: list, method: str, forget: tuple, r
             opt.zero_grad()
             out = model(xb)
             if method == "neg_ce":
-                w = torch.where(fb, torch.full_like(yb, 0, dtype=out.dtype) + forget_weight,
-                                torch.ones_like(yb, dtype=out.dtype))
-                loss = (F.cross_entropy(out, yb, reduction="none") * w).mean()
+                loss = weighted_ce(out, yb, fb, forget_weight)
             elif method == "random_label":
                 shift = torch.randint(1, n_classes, yb.shape, generator=gen).to(device)
                 yb = torch.where(fb, (yb + shift) % n_classes, yb)
