@@ -23,7 +23,7 @@ from ..training import ce_loss, predictions
 from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit
 from .data import ScenarioData, face_data
 from .models import FACE_LORA_TARGETS, MLPMixer
-from .noise import calibration_study, stage_evaluator, sweep_stages
+from .noise import noise_tables, stage_evaluator
 from .report import scenario_report
 
 
@@ -135,17 +135,14 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
     rows.append(accuracy_row("continual", "full-weight baseline", predictions(base, xte[keep_new_te]),
                              yte[keep_new_te], [f], retain, [new]))
 
-    noise_rows, calib = [], []
-    if cfg.noise.runs:
-        stages = [("pretrained", [], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [])),
-                  ("unlearned", ["unlearn"], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [])),
-                  ("continual", hyb.active_adapters,
-                   stage_evaluator(xte[keep_new_te], yte[keep_new_te], [f], retain, [new]))]
-        noise_rows = sweep_stages(hyb, stages, cfg.noise.sigmas_us, cfg.noise.runs, seed, progress)
-        calib = [calibration_study(calib_chip, cfg.noise.calibration_sigma_us, xtr[first], ytr[first],
-                                   stage_evaluator(xte[first_te], yte[first_te], [], list(range(c0)), []), ce_loss,
-                                   cfg.noise.calibration or cfg.r("calibration"), rank=8, alpha=32.0,
-                                   target_modules=FACE_LORA_TARGETS, seed=seed, progress=progress)]
+    stages = [("pretrained", [], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [])),
+              ("unlearned", ["unlearn"], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [])),
+              ("continual", hyb.active_adapters,
+               stage_evaluator(xte[keep_new_te], yte[keep_new_te], [f], retain, [new]))]
+    noise_rows, calib = noise_tables(cfg.noise, hyb, stages, calib_chip, xtr[first], ytr[first],
+                                     stage_evaluator(xte[first_te], yte[first_te], [], list(range(c0)), []), ce_loss,
+                                     cfg.r("calibration"), rank=8, alpha=32.0, target_modules=FACE_LORA_TARGETS,
+                                     seed=seed, progress=progress)
 
     return scenario_report("faces", hw, seed, data.source, rows, hyb, base, xte[keep_new_te], prog, wb.deploy,
                            {"unlearn": ["unlearn"], "continual": ["learn"]}, extra={

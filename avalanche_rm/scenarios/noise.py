@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..nn.model import HybridModel
 from ..training import LossFn, predictions
-from .common import Recipe, fit, group_accuracy
+from .common import NoiseStudy, Recipe, fit, group_accuracy
 
 Evaluate = Callable[[HybridModel], dict[str, float]]
 
@@ -148,3 +148,21 @@ def calibration_study(chip: HybridModel, sigma_us: float, x_train: torch.Tensor,
             "calibrated_pct": 100 * fixed, "recovered_share": (fixed - noisy) / lost if lost > 0 else float("nan"),
             "adapter_params": chip.adapter_num_parameters("calibration"),
             "calibration_energy_uJ": bill.get("energy_pj", 0.0) / 1e6, "write_pulses": bill.get("pulses", 0.0)}
+
+
+def noise_tables(study: NoiseStudy, chip: HybridModel, stages: list[tuple[str, list[str], Evaluate]],
+                 calib_chip: HybridModel, x_train: torch.Tensor, y_train: torch.Tensor, calib_evaluate: Evaluate,
+                 loss_fn: LossFn, recipe: Recipe, rank: int, alpha: float, target_modules: Iterable[str],
+                 seed: int = 0, progress: bool = True) -> tuple[list[dict], list[dict]]:
+    """A scenario's two noise tables: the sweep over ``stages`` of ``chip`` and one calibration study.
+
+    ``study.calibration`` overrides the scenario's calibration ``recipe``; both
+    tables are empty when ``study.runs`` is 0.
+    """
+    if not study.runs:
+        return [], []
+    rows = sweep_stages(chip, stages, study.sigmas_us, study.runs, seed, progress)
+    calib = calibration_study(calib_chip, study.calibration_sigma_us, x_train, y_train, calib_evaluate, loss_fn,
+                              study.calibration or recipe, rank=rank, alpha=alpha, target_modules=target_modules,
+                              seed=seed, progress=progress)
+    return rows, [calib]

@@ -24,7 +24,7 @@ from ..training import predictions
 from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit
 from .data import ScenarioData, speaker_data
 from .models import SPEAKER_LORA_TARGETS, SpikingLSM
-from .noise import calibration_study, stage_evaluator, sweep_stages
+from .noise import noise_tables, stage_evaluator
 from .report import scenario_report
 
 
@@ -168,17 +168,13 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
                              retain, [new]))
 
     rate = _spike_rate(hyb, xte[cl_te][:256])
-    noise_rows, calib = [], []
-    if cfg.noise.runs:
-        stages = [("pretrained", [], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [], n_classes=c0)),
-                  ("unlearned", ["unlearn"], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [],
-                                                              n_classes=c0)),
-                  ("continual", hyb.active_adapters, stage_evaluator(xte[cl_te], yte[cl_te], [f], retain, [new]))]
-        noise_rows = sweep_stages(hyb, stages, cfg.noise.sigmas_us, cfg.noise.runs, seed, progress)
-        calib = [calibration_study(calib_chip, cfg.noise.calibration_sigma_us, xtr[first], ytr[first],
-                                   stage_evaluator(xte[first_te], yte[first_te], [], list(range(c0)), []), mse_loss,
-                                   cfg.noise.calibration or cfg.r("calibration"), rank=cfg.rank, alpha=cfg.alpha,
-                                   target_modules=SPEAKER_LORA_TARGETS, seed=seed, progress=progress)]
+    stages = [("pretrained", [], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [], n_classes=c0)),
+              ("unlearned", ["unlearn"], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [], n_classes=c0)),
+              ("continual", hyb.active_adapters, stage_evaluator(xte[cl_te], yte[cl_te], [f], retain, [new]))]
+    noise_rows, calib = noise_tables(cfg.noise, hyb, stages, calib_chip, xtr[first], ytr[first],
+                                     stage_evaluator(xte[first_te], yte[first_te], [], list(range(c0)), []), mse_loss,
+                                     cfg.r("calibration"), rank=cfg.rank, alpha=cfg.alpha,
+                                     target_modules=SPEAKER_LORA_TARGETS, seed=seed, progress=progress)
     return scenario_report("speakers", hw, seed, data.source, rows, hyb, base, xte[cl_te], prog, wb.deploy,
                            {"unlearn": ["unlearn"], "continual": ["learn"]}, extra={
                                "config": {"hidden": cfg.hidden, "epoch_scale": cfg.epoch_scale,
