@@ -19,7 +19,7 @@ from ..hardware import get_preset
 from ..hardware.programming import ProgrammingReport
 from ..nn import convert_to_hybrid
 from ..nn.model import HybridModel
-from ..scenarios.common import AnalogWriteBack, Inputs, dense_digital_energy_pj, inference_energy_pj
+from ..scenarios.common import AnalogWriteBack, Inputs, Recipe, dense_digital_energy_pj, inference_energy_pj
 from ..scenarios.data import face_data
 from ..scenarios.models import FACE_LORA_TARGETS, SPEAKER_LORA_TARGETS, MLPMixer, SpikingLSM
 
@@ -65,9 +65,7 @@ def _loss(model: nn.Module, inputs: Inputs) -> torch.Tensor:
 
 
 def _optimizer(w: Workload, params) -> torch.optim.Optimizer:
-    if w.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=w.lr, momentum=0.9)
-    return torch.optim.Adam(params, lr=w.lr)
+    return Recipe(0, w.lr, optimizer=w.optimizer).make_optimizer(list(params))  # only its optimiser is used
 
 
 def _energy(model: HybridModel, fn) -> tuple[float, float]:
