@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import typer
+
+T = TypeVar("T")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Continual learning and unlearning on simulated hybrid resistive-memory chips.")
@@ -46,6 +48,24 @@ def _load_config(path: Optional[Path]) -> dict:
 def _need_int(option: str, value, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         _fail(f"{option} must be an int >= {minimum}, got {value!r}")
+
+
+def _attempt(call: Callable[[], T], errors: tuple[type[Exception], ...] = (ValueError,)) -> T:
+    """Run a job; a bad value it reports becomes the one-line error (exit 2), never a traceback."""
+    try:
+        return call()
+    except errors as e:
+        _fail(str(e))
+
+
+def _save(out: Optional[Path], report: dict, plots: Callable[[], dict] | None = None) -> None:
+    """With ``--out``: write report.json, report.md and the plots (``plots()`` is only called then)."""
+    if out is None:
+        return
+    from .report import write_report
+
+    write_report(out, report, plots() if plots is not None else None)
+    typer.echo(f"\nreport written to {out / 'report.md'}")
 
 
 def _pick(cli_value, config: dict, key: str, default):
@@ -96,7 +116,6 @@ def demo(
 ) -> None:
     """The main job on bundled digits: public base, new classes on adapters, a forget request, baselines."""
     from .jobs.demo import format_demo, run_demo
-    from .report import write_report
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
@@ -105,15 +124,10 @@ def demo(
     uep = _pick(unlearn_epochs, cfg, "unlearn_epochs", 40)
     for name, v in (("--epochs", ep), ("--adapter-epochs", aep), ("--unlearn-epochs", uep)):
         _need_int(name, v, 1)
-    try:
-        rep, figs = run_demo(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep, unlearn_epochs=uep,
-                             device=device, progress=not quiet)
-    except ValueError as e:
-        _fail(str(e))
+    rep, figs = _attempt(lambda: run_demo(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep,
+                                          unlearn_epochs=uep, device=device, progress=not quiet))
     typer.echo(format_demo(rep))
-    if out is not None:
-        write_report(out, rep, figs)
-        typer.echo(f"\nreport written to {out / 'report.md'}")
+    _save(out, rep, lambda: figs)
 
 
 @app.command()
@@ -129,18 +143,14 @@ def basic(
 ) -> None:
     """Software MLP -> programmed chip -> LoRA calibration -> drift (bundled digits)."""
     from .jobs.basic import format_basic_report, run_basic_job
-    from .report import write_report
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
     ep, aep = _pick(epochs, cfg, "epochs", 40), _pick(adapter_epochs, cfg, "adapter_epochs", 15)
     _need_int("--epochs", ep, 1)
     _need_int("--adapter-epochs", aep, 0)
-    try:
-        rep = run_basic_job(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep, device=device,
-                            progress=not quiet)
-    except ValueError as e:
-        _fail(str(e))
+    rep = _attempt(lambda: run_basic_job(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep, device=device,
+                                         progress=not quiet))
     typer.echo(format_basic_report(rep))
     if out is not None:
         report = {"command": "basic", "version": "0.1.0", "preset": rep["preset"],
@@ -148,16 +158,18 @@ def basic(
                   "tables": {"accuracy": [{"stage": k, "accuracy": v} for k, v in rep["accuracy"].items()],
                              "ledger": [{"phase": p, **v} for p, v in rep["ledger"].items()]},
                   "programming": rep["programming"]}
-        from .report.plots import energy_by_phase, grouped_bars, histogram
+        _save(out, report, lambda: basic_plots(rep))
 
-        write_report(out, report, {
-            "accuracy_per_stage": grouped_bars({k: {"accuracy": 100 * v} for k, v in rep["accuracy"].items()},
+
+def basic_plots(rep: dict) -> dict:
+    from .report.plots import energy_by_phase, grouped_bars, histogram
+
+    return {"accuracy_per_stage": grouped_bars({k: {"accuracy": 100 * v} for k, v in rep["accuracy"].items()},
                                                "test accuracy (%)", "accuracy per stage"),
             "energy_by_phase": energy_by_phase({"hybrid chip": {p: v.get("energy_pj", 0.0)
                                                                 for p, v in rep["ledger"].items()}}),
             "programming_pulses": histogram(rep["programming"]["pulse_histogram"], "write pulses per cell",
-                                            "deployment: pulses per cell", counts=True)})
-        typer.echo(f"\nreport written to {out / 'report.md'}")
+                                            "deployment: pulses per cell", counts=True)}
 
 
 @app.command()
@@ -173,25 +185,23 @@ def cost(
 ) -> None:
     """Price a model on a preset: programming, training per sample, inference per sample."""
     from .jobs.cost import run_cost
-    from .report import markdown_table, write_report
+    from .report import markdown_table
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
     _need_int("--batch", batch, 1)
     _need_int("--rank", rank, 1)
-    try:
-        rep = run_cost(model=model, preset=preset, seed=seed, batch=batch, rank=rank, device=device)
-    except ValueError as e:
-        _fail(str(e))
+    rep = _attempt(lambda: run_cost(model=model, preset=preset, seed=seed, batch=batch, rank=rank, device=device))
     typer.echo(f"{model} on {preset} ({rep['cells']} analogue cells); {rep['data']}\n")
     typer.echo(markdown_table(rep["tables"]["cost per operation"]))
-    if out is not None:
-        from .report.plots import grouped_bars
+    _save(out, rep, lambda: cost_plots(rep))
 
-        ops = {r["operation"]: {"energy": r["energy_pj"] / 1e3} for r in rep["tables"]["cost per operation"]}
-        write_report(out, rep, {"energy_per_operation": grouped_bars(ops, "energy (nJ)", "energy per operation",
-                                                                     log=True)})
-        typer.echo(f"report written to {out / 'report.md'}")
+
+def cost_plots(rep: dict) -> dict:
+    from .report.plots import grouped_bars
+
+    ops = {r["operation"]: {"energy": r["energy_pj"] / 1e3} for r in rep["tables"]["cost per operation"]}
+    return {"energy_per_operation": grouped_bars(ops, "energy (nJ)", "energy per operation", log=True)}
 
 
 @app.command()
@@ -209,21 +219,16 @@ def fl(
 ) -> None:
     """Federated learning with a federated forget request (bundled digits)."""
     from .jobs.fl import run_fl
-    from .report import markdown_table, write_report
+    from .report import markdown_table
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
-    try:
-        rep, figs = run_fl(preset=preset, seed=seed, clients=clients, rounds=rounds, forget_client=forget_client,
-                           forget_round=forget_round, ray=ray)
-    except ValueError as e:
-        _fail(str(e))
+    rep, figs = _attempt(lambda: run_fl(preset=preset, seed=seed, clients=clients, rounds=rounds,
+                                        forget_client=forget_client, forget_round=forget_round, ray=ray))
     typer.echo(f"data: {rep['data']}; engine: {rep['engine']}\n")
     typer.echo(markdown_table(rep["tables"]["rounds"]))
     typer.echo(markdown_table(rep["tables"]["forget request"]))
-    if out is not None:
-        write_report(out, rep, figs)
-        typer.echo(f"report written to {out / 'report.md'}")
+    _save(out, rep, lambda: figs)
 
 
 @app.command()
@@ -239,21 +244,16 @@ def faults(
 ) -> None:
     """Accuracy vs stuck-at faults, drift and programming noise; LoRA drift compensation vs reprogramming."""
     from .jobs.faults import run_faults
-    from .report import markdown_table, write_report
+    from .report import markdown_table
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
-    try:
-        rep, figs = run_faults(preset=preset, seed=seed, epochs=epochs, calib_epochs=calib_epochs,
-                               progress=not quiet)
-    except ValueError as e:
-        _fail(str(e))
+    rep, figs = _attempt(lambda: run_faults(preset=preset, seed=seed, epochs=epochs, calib_epochs=calib_epochs,
+                                            progress=not quiet))
     typer.echo(f"data: {rep['data']}; software accuracy {rep['software_accuracy']:.4f}\n")
     for name, rows in rep["tables"].items():
         typer.echo(f"{name}\n{markdown_table(rows)}")
-    if out is not None:
-        write_report(out, rep, figs)
-        typer.echo(f"report written to {out / 'report.md'}")
+    _save(out, rep, lambda: figs)
 
 
 @app.command()
@@ -277,7 +277,7 @@ def scenario(
 ) -> None:
     """The reference's scenarios: hybrid LoRA vs full-weight baseline, noise sweeps, calibration."""
     from .jobs.scenario import SCENARIOS, run_scenario
-    from .report import markdown_table, write_report
+    from .report import markdown_table
     from .scenarios.report import scenario_plots
 
     cfg = _load_config(config)
@@ -306,21 +306,18 @@ def scenario(
         _fail(f"--noise-sigmas must be finite numbers >= 0, got {sig!r}")
     if isinstance(calib, bool) or not isinstance(calib, (int, float)) or not 0 <= calib < float("inf"):
         _fail(f"--calibration-sigma must be a finite number >= 0, got {calib!r}")
-    try:
-        rep = run_scenario(name, data=data, preset=preset, seed=seed, device=device, epoch_scale=float(scale),
-                           noise_runs=runs, noise_sigmas_us=sigmas, calibration_sigma_us=float(calib), hidden=hid,
-                           composition=comp, progress=not quiet)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        _fail(str(e))
+    rep = _attempt(lambda: run_scenario(name, data=data, preset=preset, seed=seed, device=device,
+                                        epoch_scale=float(scale), noise_runs=runs, noise_sigmas_us=sigmas,
+                                        calibration_sigma_us=float(calib), hidden=hid, composition=comp,
+                                        progress=not quiet),
+                   (ValueError, FileNotFoundError, RuntimeError))
     typer.echo(f"data: {rep['data']}\n")
     for tname, rows in rep["tables"].items():
         if tname == "write-noise sweep":
             rows = [r for r in rows if r["metric"] == "overall"]
             tname += " (overall accuracy; report.json has forget/retain/new)"
         typer.echo(f"{tname}\n{markdown_table(rows)}")
-    if out is not None:
-        write_report(out, rep, scenario_plots(rep))
-        typer.echo(f"report written to {out / 'report.md'}")
+    _save(out, rep, lambda: scenario_plots(rep))
 
 
 @app.command()
@@ -337,21 +334,15 @@ def paper(
 ) -> None:
     """The reference's three headline ratios (147.76x / 387.95x / 48.44x) from first principles, published vs ours."""
     from .jobs.paper import format_paper, run_paper
-    from .report import write_report
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
     dg = _pick(delta_g, cfg, "delta_g", 0.5)
     dens = _pick(spike_density, cfg, "spike_density", 0.2)
-    try:
-        rep = run_paper(preset=preset, seed=seed, delta_g_us=float(dg), spike_density=float(dens),
-                        device=device, progress=not quiet)
-    except (ValueError, TypeError) as e:
-        _fail(str(e))
+    rep = _attempt(lambda: run_paper(preset=preset, seed=seed, delta_g_us=float(dg), spike_density=float(dens),
+                                     device=device, progress=not quiet), (ValueError, TypeError))
     typer.echo(format_paper(rep))
-    if out is not None:
-        write_report(out, rep, paper_plots(rep))
-        typer.echo(f"\nreport written to {out / 'report.md'}")
+    _save(out, rep, lambda: paper_plots(rep))
 
 
 def paper_plots(rep: dict) -> dict:
