@@ -50,7 +50,41 @@ def small_cnn() -> nn.Module:
                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
 
 
-def bench_forward(preset: str, device: torch.device) -> list[tuple[str, float, float, float]]:
+def _tiled_matmul(hyb: nn.Module):
+    """The same network with each hybrid layer reduced to its per-tile matmuls and the digital sum of the tiles.
+
+    This is the floor any crossbar simulator with per-tile ADCs pays: the
+    partial sums of every input tile exist separately before they are added.
+    """
+    from .nn.layers import HybridConv2d
+
+    def tiled(layer, x):
+        if isinstance(layer, HybridConv2d):
+            return None
+        p, _ = layer._derived()
+        t = layer.grid.n_in_tiles
+        if t == 1 or p.w.dim() == 2:
+            return x @ p.w.reshape(-1, p.w.shape[-1])[: x.shape[1]]
+        pad = layer.grid.in_padded - layer.grid.in_features
+        xp = torch.nn.functional.pad(x, (0, pad)) if pad else x
+        return torch.bmm(xp.view(x.shape[0], t, -1).transpose(0, 1), p.w).sum(0)
+
+    def run(x):
+        h = x
+        for m in hyb.base_model:
+            if hasattr(m, "_derived"):
+                out = tiled(m, h)
+                if out is None:
+                    return None
+                h = out
+            else:
+                h = m(h)
+        return h
+    return run
+
+
+def bench_forward(preset: str, device: torch.device) -> list[tuple[str, float, dict[str, float]]]:
+    """Per model: plain ms and hybrid / plain ratios for each read-noise setting (and the tiled-matmul floor)."""
     rows = []
     for label, make, x in (("MLP 512-512-512-10, batch 256", mlp, torch.randn(256, 512)),
                            ("CNN 2 conv + 1 fc, 32x32x3, batch 64", small_cnn, torch.randn(64, 3, 32, 32))):
@@ -60,11 +94,20 @@ def bench_forward(preset: str, device: torch.device) -> list[tuple[str, float, f
         hyb = convert_to_hybrid(plain, get_preset(preset)).to(device)
         hyb.program(seed=0)
         hyb.eval()
+        ratios = {}
         with torch.no_grad():
-            tp, th = _interleaved(lambda: plain(x), lambda: hyb(x))
+            floor = _tiled_matmul(hyb)
+            if floor(x) is not None:
+                tp, tf = _interleaved(lambda: plain(x), lambda: floor(x))
+                ratios["tiled matmul only"] = tf / tp
+            for mode in ("table", "exact"):
+                hyb.set_noise_sampler(mode)
+                tp, th = _interleaved(lambda: plain(x), lambda: hyb(x))
+                ratios[f"noise ({mode})"] = th / tp
             hyb.set_analog_noise(False)
-            _, th_nn = _interleaved(lambda: plain(x), lambda: hyb(x))
-        rows.append((label, tp * 1e3, th / tp, th_nn / tp))
+            tp, th = _interleaved(lambda: plain(x), lambda: hyb(x))
+            ratios["no read noise"] = th / tp
+        rows.append((label, tp * 1e3, ratios))
     return rows
 
 
@@ -76,11 +119,14 @@ def bench_programming(n_cells: int, device: torch.device) -> list[tuple[str, flo
         target = (d.g_min_us + torch.rand(n_cells, generator=gen, device=gen.device) * d.g_range_us).to(device)
         start = torch.full_like(target, d.g_min_us)
         write_verify(d, start[:1000], target[:1000], gen)
-        t = time.perf_counter()
-        rep = write_verify(d, start, target, gen).report
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t
+        dts = []
+        for _ in range(3):
+            t = time.perf_counter()
+            rep = write_verify(d, start, target, gen).report
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dts.append(time.perf_counter() - t)
+        dt = statistics.median(dts)
         rows.append((name, n_cells / dt / 1e6, rep.pulses_per_cell, rep.success_rate))
     return rows
 
@@ -109,6 +155,9 @@ def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float
     from .flower.digits_fl import base_fn, data_fn
     from .training import train_classifier
 
+    import logging
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)  # after flwr's import, which sets its own level
     hw = get_preset("paper-180nm")
     plain = ClientApp()
 
@@ -158,9 +207,11 @@ def main(argv: list[str] | None = None) -> None:
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}, preset {args.preset}\n")
     print("forward time, hybrid / plain torch (eval, no_grad; ledger on)")
-    print(f"  {'model':<40s} {'plain ms':>9s} {'hybrid/plain':>13s} {'no read noise':>14s}")
-    for label, tp, r, r_nn in bench_forward(args.preset, dev):
-        print(f"  {label:<40s} {tp:9.3f} {r:12.2f}x {r_nn:13.2f}x")
+    cols = ("noise (table)", "noise (exact)", "no read noise", "tiled matmul only")
+    print(f"  {'model':<38s} {'plain ms':>8s} " + " ".join(f"{c:>17s}" for c in cols))
+    for label, tp, r in bench_forward(args.preset, dev):
+        cells = " ".join(f"{r[c]:16.2f}x" if c in r else f"{'-':>17s}" for c in cols)
+        print(f"  {label:<38s} {tp:8.3f} {cells}")
     print("\nwrite-verify programming throughput (cells start at g_min, uniform targets)")
     print(f"  {'preset':<14s} {'Mcells/s':>9s} {'pulses/cell':>12s} {'in window':>10s}")
     for name, mcps, ppc, ok in bench_programming(args.cells, dev):
@@ -168,9 +219,6 @@ def main(argv: list[str] | None = None) -> None:
     print("\nmodule memory (parameters + buffers), hybrid / plain")
     for label, r in bench_memory(args.preset):
         print(f"  {label:<52s} {r:6.2f}x")
-    import logging
-
-    logging.getLogger("flwr").setLevel(logging.WARNING)
     tp, th = bench_fl_round()
     print(f"\nfederated round, 5 clients on digits (in-process grid): plain torch {tp:.3f} s, "
           f"hybrid chips {th:.3f} s, ratio {th / tp:.2f}x")

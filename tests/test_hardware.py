@@ -144,3 +144,59 @@ def test_config_roundtrip_and_overrides():
         HardwareConfig.from_dict({"device": {"bogus": 1}})
     with pytest.raises(ValueError, match="n_levels"):
         get_preset("paper-180nm", device={"n_levels": 1})
+
+
+# ------------------------------------------------------------------ read-noise draws
+def test_noise_table_draws_are_standard_normal_and_independent_within_a_call():
+    from avalanche_rm.hardware.noise_source import NormalSource
+
+    src = NormalSource("table", seed=1, table_min=1 << 16, reuse=1)
+    cpu = torch.device("cpu")
+    for _ in range(20):  # crosses several table epochs
+        z = src.normal((200, 100), cpu).reshape(-1)
+        assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02
+        assert abs(float(torch.corrcoef(torch.stack([z[:-1], z[1:]]))[0, 1])) < 0.03
+    assert src._epochs[("cpu", "torch.float32")][0] >= 3  # the table was redrawn, not reused forever
+
+
+@pytest.mark.parametrize("mode", ["table", "exact"])
+def test_noise_stream_resumes_after_pickling_and_restarts_on_reseed(mode):
+    from avalanche_rm.hardware.noise_source import NormalSource
+
+    cpu = torch.device("cpu")
+    a = NormalSource(mode, seed=3, table_min=1000, reuse=2)
+    first = [a.normal((7, 11), cpu).clone() for _ in range(30)]
+    a.reseed(3)
+    again = [a.normal((7, 11), cpu).clone() for _ in range(15)]
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
+    b = pickle.loads(pickle.dumps(a))  # mid-stream, after at least one table epoch
+    for _ in range(30):
+        assert torch.equal(a.normal((7, 11), cpu), b.normal((7, 11), cpu))
+
+
+@pytest.mark.parametrize("field,value", [("mode", "fast"), ("reuse", 0), ("table_min", -1), ("seed", -2)])
+def test_bad_noise_source_values_raise_naming_the_field(field, value):
+    from avalanche_rm.hardware.noise_source import NormalSource
+
+    with pytest.raises(ValueError, match=field):
+        NormalSource(**{field: value})
+
+
+def test_table_and_exact_read_noise_have_the_same_spread():
+    from torch import nn
+
+    from avalanche_rm.nn import convert_to_hybrid
+
+    torch.manual_seed(0)
+    hw = get_preset("rram-generic", device={"read_noise_sigma_us": 2.0})
+    spreads = {}
+    for mode in ("table", "exact"):
+        h = convert_to_hybrid(nn.Sequential(nn.Linear(300, 64)), hw)
+        h.program(seed=0)
+        h.set_noise_sampler(mode)
+        h.eval()
+        x = torch.rand(1, 300).expand(4000, 300).contiguous()  # one input read 4000 times
+        with torch.no_grad():
+            spreads[mode] = h(x).std(dim=0)
+    assert spreads["exact"].mean() > 0
+    assert torch.allclose(spreads["table"].mean(), spreads["exact"].mean(), rtol=0.05)

@@ -45,20 +45,27 @@ def test_hybrid_lora_matches_naive_and_never_reprograms(bench_and_base):
     plain = copy.deepcopy(sw)
     naive = Naive(model=plain, optimizer=torch.optim.Adam(plain.parameters(), 1e-2), train_mb_size=32,
                   train_epochs=15, evaluator=quiet(), plugins=[ReplayPlugin(200)])
-    hm = deployed(sw)
-    cells = hm.cells
-    lora = HybridLoRA(model=hm, lr=1e-2, rank=8, alpha=16, train_mb_size=32, train_epochs=15, evaluator=quiet(),
-                      plugins=[ReplayPlugin(200)])
     for exp in bm.train_stream[1:]:
         naive.train(exp)
-        lora.train(exp)
-        adapter_ids = {id(p) for p in hm.adapter_parameters()}
-        opt_ids = {id(p) for g in lora.optimizer.param_groups for p in g["params"]}
-        assert opt_ids == adapter_ids and len(opt_ids) == 9
     acc_naive = naive.eval(bm.test_stream)[ACC]
-    res = lora.eval(bm.test_stream)
-    print(f"stream accuracy: HybridLoRA {res[ACC]:.3f}, Naive {acc_naive:.3f}")
-    assert res[ACC] >= acc_naive - 0.10, (res[ACC], acc_naive)
+    # one run's accuracy swings by ~10 points with the read-noise draws (8-bit ADC on a full-range
+    # calibration: a flipped code is a large share of a small partial sum); judge the mean of three chips' draws
+    accs = []
+    for noise_seed in (11, 12, 13):
+        hm = deployed(sw)
+        hm.noise_source.reseed(noise_seed)
+        cells = hm.cells
+        lora = HybridLoRA(model=hm, lr=1e-2, rank=8, alpha=16, train_mb_size=32, train_epochs=15, evaluator=quiet(),
+                          plugins=[ReplayPlugin(200)])
+        for exp in bm.train_stream[1:]:
+            lora.train(exp)
+            adapter_ids = {id(p) for p in hm.adapter_parameters()}
+            opt_ids = {id(p) for g in lora.optimizer.param_groups for p in g["params"]}
+            assert opt_ids == adapter_ids and len(opt_ids) == 9
+        res = lora.eval(bm.test_stream)
+        accs.append(res[ACC])
+    print(f"stream accuracy: HybridLoRA {accs}, Naive {acc_naive:.3f}")
+    assert sum(accs) / len(accs) >= acc_naive - 0.10, (accs, acc_naive)
     tot = hm.ledger.total()
     assert tot.cells_programmed == cells  # programmed exactly once, at deployment
     assert hm.ledger.summary("train").pulses == 0 and hm.ledger.summary("infer").pulses == 0

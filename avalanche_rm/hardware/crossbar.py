@@ -15,9 +15,13 @@ import torch
 
 from ._validate import check_choice, check_finite, check_int, check_non_negative, check_positive
 from .device import RMDeviceConfig
+from .noise_source import NormalSource
+from .workspace import Workspace
 
 MAPPINGS = ("differential", "offset")
 SCALE_MODES = ("tensor", "column")
+# floor of the DAC scale: n_d / floor stays finite in float32, and an all-zero input still codes to 0
+ALPHA_FLOOR = 1e-30
 FAILURE_POLICIES = ("report", "remap")
 
 
@@ -191,6 +195,7 @@ class MVMResult:
     y: torch.Tensor          # [B, out], weight units
     codes: torch.Tensor      # [B, in], DAC codes (integers when dac_bits is set)
     code_full_scale: float   # codes / code_full_scale = input normalised to [-1, 1]
+    codes_sq: torch.Tensor | None = None  # codes ** 2 when the noise model already needed it
 
 
 @dataclass
@@ -226,7 +231,8 @@ def prepare_mvm(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: TileGrid, adc_f
 
 def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor, dg_us: torch.Tensor | None,
                   scale_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor, read_noise: bool = True,
-                  generator: torch.Generator | None = None, prepared: PreparedMVM | None = None) -> MVMResult:
+                  noise: NormalSource | None = None, prepared: PreparedMVM | None = None,
+                  workspace: Workspace | None = None) -> MVMResult:
     """``x @ W^T`` computed the way the crossbar does it, in as few passes as possible.
 
     1. DAC: per-sample abs-max ``alpha``; inputs become integer codes in
@@ -237,43 +243,94 @@ def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor,
     3. Read noise: Gaussian per cell per read; the sum of a column's cell errors
        is drawn directly as ``sigma * ||codes_tile|| * sqrt(cells_per_weight)``
        (the same distribution, one draw per column read instead of one per cell).
+       Draws come from ``noise`` (a chip's :class:`NormalSource`), else from
+       torch's global generator.
     4. ADC: each tile's column sum is clipped to the calibrated full scale and
        rounded to one of ``2 n_a + 1`` codes; tiles are then added digitally.
     The ADC step is folded into the conductances before the matmul, so the
     partial sums come out directly in ADC codes. ``prepared`` is
     :func:`prepare_mvm`'s result if the caller keeps one (``dg_us`` is then unused).
+    With a ``workspace`` the temporaries reuse its storage, and ``codes`` in the
+    result stay valid only until the next call with that workspace.
     """
-    n_d = float(2 ** (xbar.dac_bits - 1) - 1) if xbar.dac_bits is not None else 1.0
     if prepared is None:
         prepared = prepare_mvm(xbar, dg_us, grid, adc_fs_us, scale_us)
-    alpha = x.abs().amax(dim=-1, keepdim=True)
-    alpha.masked_fill_(alpha == 0, 1.0)
-    codes = x * (n_d / alpha)
+    alpha, buf, codes = dac_encode(xbar, x, input_pad(xbar, grid), workspace)
+    return analog_mvm(xbar, device, buf, codes, alpha, grid, prepared, read_noise, noise, workspace)
+
+
+def dac_levels(xbar: CrossbarConfig) -> float:
+    """``n_d``: the largest DAC code (``1.0`` for an ideal DAC)."""
+    return float(2 ** (xbar.dac_bits - 1) - 1) if xbar.dac_bits is not None else 1.0
+
+
+def input_pad(xbar: CrossbarConfig, grid: TileGrid) -> int:
+    """Zero inputs appended to a vector so that its tiles are a free view (only needed with per-tile ADCs)."""
+    return grid.in_padded - grid.in_features if (grid.n_in_tiles > 1 and xbar.adc_bits is not None) else 0
+
+
+def scratch(workspace: Workspace | None, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A temporary from ``workspace``, or a fresh one without."""
+    if workspace is None:
+        return torch.empty(shape, device=like.device, dtype=like.dtype)
+    return workspace.get(name, shape, like)
+
+
+def code_buffer(n_vectors: int, in_features: int, pad: int, like: torch.Tensor,
+                workspace: Workspace | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``[n, in + pad]`` buffer with a zero tail, its ``[n, in]`` head) for DAC codes."""
+    buf = scratch(workspace, "codes", (n_vectors, in_features + pad), like)
+    if pad:
+        buf[:, in_features:].zero_()
+        return buf, buf[:, :in_features]
+    return buf, buf
+
+
+def dac_encode(xbar: CrossbarConfig, x: torch.Tensor, pad: int = 0,
+               workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-vector abs-max scaling and DAC rounding of ``x [n, in]``: ``(alpha [n, 1], buffer, codes)``."""
+    buf, codes = code_buffer(x.shape[0], x.shape[1], pad, x, workspace)
+    alpha = torch.abs(x, out=codes).amax(dim=-1, keepdim=True).clamp_min_(ALPHA_FLOOR)
+    torch.mul(x, dac_levels(xbar) / alpha, out=codes)
     if xbar.dac_bits is not None:
-        codes = codes.round_()
+        codes.round_()
+    return alpha, buf, codes
+
+
+def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, buf: torch.Tensor, codes: torch.Tensor,
+               alpha: torch.Tensor, grid: TileGrid, prepared: PreparedMVM, read_noise: bool = True,
+               noise: NormalSource | None = None, workspace: Workspace | None = None) -> MVMResult:
+    """Steps 2-4 of :func:`analog_linear` on DAC codes (``buf``: codes with their zero tail, see :func:`dac_encode`)."""
+    n_d = dac_levels(xbar)
+    b, t = codes.shape[0], grid.n_in_tiles
     sigma = device.read_noise_sigma_us * math.sqrt(xbar.cells_per_weight) if read_noise else 0.0
-    b, t = x.shape[0], grid.n_in_tiles
+    sq = None
+    if sigma > 0:
+        sqb = torch.mul(buf, buf, out=scratch(workspace, "codes_sq", tuple(buf.shape), buf))
+        sq = sqb[:, :codes.shape[1]] if sqb.shape[1] != codes.shape[1] else sqb
     w = prepared.w
+
+    def draws(shape: tuple[int, ...]) -> torch.Tensor:
+        if noise is None:
+            return torch.randn(shape, device=codes.device, dtype=codes.dtype)
+        return noise.normal(shape, codes.device, codes.dtype)
+
     if xbar.adc_bits is None:
         y = codes @ w
         if sigma > 0:
             # without per-tile rounding the tiles' noises add up: one draw per output
-            norm = torch.linalg.vector_norm(codes, dim=-1, keepdim=True).mul_(sigma)
-            y.addcmul_(torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype), norm)
+            norm = sq.sum(-1, keepdim=True).sqrt_().mul_(sigma)
+            y.addcmul_(draws(tuple(y.shape)), norm)
     else:
         n_a = float(2 ** (xbar.adc_bits - 1) - 1)
         if t == 1:
             partial = (codes @ w).unsqueeze(0)
-            ct = codes.unsqueeze(0)
         else:
-            pad = grid.in_padded - grid.in_features
-            cp = torch.nn.functional.pad(codes, (0, pad)) if pad else codes
-            ct = cp.view(b, t, xbar.rows).transpose(0, 1)  # [T, B, rows]
-            partial = torch.bmm(ct, w)
+            partial = torch.bmm(buf.view(b, t, xbar.rows).transpose(0, 1), w,
+                                out=scratch(workspace, "partial", (t, b, w.shape[-1]), buf))  # [T, B, out]
         if sigma > 0:
-            norm = torch.linalg.vector_norm(ct, dim=-1, keepdim=True).mul_(sigma / prepared.nd_adc)
-            partial.addcmul_(torch.randn(partial.shape, generator=generator, device=partial.device,
-                                         dtype=partial.dtype), norm)
+            norm = sqb.view(b, t, -1).sum(-1).t().unsqueeze(-1).sqrt_().mul_(sigma / prepared.nd_adc)
+            partial.addcmul_(draws(tuple(partial.shape)), norm)
         partial.clamp_(-n_a, n_a).round_()
         y = partial.sum(0) if t > 1 else partial[0]
     # back to weight units: y_code * (uS per code) * alpha / (n_d * uS per weight unit)
@@ -281,7 +338,7 @@ def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor,
         y = y.mul_(alpha * prepared.out_factor)
     else:
         y = y.mul_(alpha).mul_(prepared.out_factor)
-    return MVMResult(y, codes, n_d)
+    return MVMResult(y, codes, n_d, sq)
 
 
 def tile_layout(dg_us: torch.Tensor, grid: TileGrid, rows: int) -> torch.Tensor:
@@ -312,18 +369,29 @@ class MVMCost:
 
 
 def mvm_cost(xbar: CrossbarConfig, device: RMDeviceConfig, codes: torch.Tensor, code_full_scale: float,
-             g_row_sum_us: torch.Tensor, grid: TileGrid, n_vectors: int, cells_per_weight: int) -> MVMCost:
+             g_row_sum_us: torch.Tensor, grid: TileGrid, n_vectors: int, cells_per_weight: int,
+             codes_sq: torch.Tensor | None = None, workspace: Workspace | None = None) -> MVMCost:
     """Energy of ``n_vectors`` MVMs: DAC per driven row, cells, ADC per column read.
 
     Only rows whose input is non-zero are driven (event-driven), so a silent
     input costs no DAC conversion, no cell current and no analogue MAC.
     ``codes / code_full_scale`` is the DAC-normalised input in ``[-1, 1]``,
-    ``[n_vectors, in]``; ``g_row_sum_us`` is the total conductance on each input row ``[in]``.
+    ``[n_vectors, in]`` (``codes_sq``: its square, if already computed);
+    ``g_row_sum_us`` is the total conductance on each input row ``[in]``.
     """
-    driven = torch.count_nonzero(codes)
+    shape = tuple(codes.shape)
+    sq = codes_sq
+    if sq is None:
+        sq = codes * codes if workspace is None else torch.mul(codes, codes, out=workspace.get("cost_sq", shape, codes))
+    if xbar.dac_bits is not None:
+        # integer codes: min(code^2, 1) is the driven-row indicator (count_nonzero is single-threaded)
+        ind = sq.clamp(max=1.0) if workspace is None else torch.clamp(sq, max=1.0, out=workspace.get("cost_ind", shape, codes))
+        driven = ind.sum()
+    else:
+        driven = torch.count_nonzero(sq)
     # cell energy = sum_i V_read^2 |x_i|^2 G_row_i t_read  (input amplitude scales the read voltage)
     v2t = device.read_voltage_v ** 2 * device.read_time_ns * 1e-3 / code_full_scale ** 2
-    cell_e = torch.dot((codes * codes).sum(0), g_row_sum_us) * v2t
+    cell_e = torch.dot(sq.sum(0), g_row_sum_us) * v2t
     # differential pairs are sensed as one current difference: one conversion per weight column
     adc_conv = float(n_vectors * grid.n_in_tiles * grid.out_features)
     # tiles run in parallel; each vector needs col_mux sequential ADC rounds

@@ -33,6 +33,8 @@ from ..hardware.device import (
     quantize_to_levels,
 )
 from ..hardware.digital import fake_quantize
+from ..hardware.noise_source import NormalSource
+from ..hardware.workspace import Workspace
 from ..hardware.programming import ProgrammingReport, residual_write_noise, write_verify
 
 
@@ -69,13 +71,14 @@ class _AnalogMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, layer: "_HybridBase", phase: str):  # type: ignore[override]
         ctx.layer = layer
+        ctx.in_shape = x.shape
         return layer._analog_forward(x, phase)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         layer: _HybridBase = ctx.layer
-        layer._charge_backward(grad_out.shape[0])
-        return grad_out @ layer._derived()[1], None, None
+        layer._charge_backward(grad_out.numel() // grad_out.shape[layer._out_dim])
+        return layer._input_grad(grad_out, ctx.in_shape), None, None
 
 
 class _HybridBase(nn.Module):
@@ -95,6 +98,8 @@ class _HybridBase(nn.Module):
         self.hardware = hardware
         self.layer_name = name
         self.ledger: CostLedger = CostLedger()
+        self.noise_source = NormalSource()
+        self.workspace = Workspace()
         dev, xbar = hardware.device, hardware.crossbar
         w = weight2d.detach().to(torch.float32)
         self.grid = xb.tile_grid(xbar, self.out_features, self.in_flat)
@@ -195,6 +200,8 @@ class _HybridBase(nn.Module):
                               parallel_cells=self.hardware.crossbar.program_parallel_cells)
         self.g_us.copy_(result.g_us)
         self.chip_seed.fill_(seed)
+        # read noise is the chip's own: its stream restarts with every deployment (shared across a model's layers)
+        self.noise_source.reseed(_sub_seed(seed, "read-noise"))
         self.age_s.zero_()
         self.drift_calls.zero_()
         rep = result.report
@@ -414,28 +421,53 @@ class _HybridBase(nn.Module):
             self.__dict__["_derived_cache"] = (tuple((weakref.ref(t), t._version) for t in state), prepared, eff)
         return prepared, eff
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # a chip rebuilt from its state (e.g. a Flower client's Context.state) reads with its own noise stream
+        if self.programmed:
+            self.noise_source.reseed(_sub_seed(int(self.chip_seed), "read-noise"))
+
     def __getstate__(self):
         d = dict(self.__dict__)
         d.pop("_derived_cache", None)  # derived data, and weak references do not pickle
         return d
 
-    def _analog_forward(self, x2: torch.Tensor, phase: str | None = None) -> torch.Tensor:
+    # how a layer feeds the crossbar: Linear rows are vectors; HybridConv2d overrides these for patches
+    _out_dim = -1
+
+    def _encode(self, x: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """DAC codes of the layer input, ``(alpha [n, 1], buffer [n, in + pad], codes [n, in])``."""
+        return xb.dac_encode(self.hardware.crossbar, x, pad, self.workspace)
+
+    def _to_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def _input_grad(self, grad_out: torch.Tensor, in_shape: torch.Size) -> torch.Tensor:
+        """Straight-through input gradient: the transposed read of the programmed weights."""
+        return grad_out @ self._derived()[1]
+
+    def _shadow_out(self, x: torch.Tensor, shadow: torch.Tensor) -> torch.Tensor:
+        return x @ shadow.t()
+
+    def _analog_forward(self, x: torch.Tensor, phase: str | None = None) -> torch.Tensor:
         hw = self.hardware
         prepared, _ = self._derived()
-        res = xb.analog_linear(hw.crossbar, hw.device, x2, None, self.scale_us, self.grid, self.adc_fs_us,
-                               read_noise=self.analog_noise, prepared=prepared)
-        self._charge_forward(res.codes, res.code_full_scale, x2.shape[0], phase)
-        return res.y
+        alpha, buf, codes = self._encode(x, xb.input_pad(hw.crossbar, self.grid))
+        res = xb.analog_mvm(hw.crossbar, hw.device, buf, codes, alpha, self.grid, prepared,
+                            read_noise=self.analog_noise, noise=self.noise_source, workspace=self.workspace)
+        self._charge_forward(res, codes.shape[0], phase)
+        return self._to_output(res.y, x)
 
     def _phase(self) -> str:
         return self.ledger.current_phase("train" if (self.training and torch.is_grad_enabled()) else "infer")
 
-    def _charge_forward(self, codes: torch.Tensor, code_full_scale: float, n: int, phase: str | None = None) -> None:
+    def _charge_forward(self, res: xb.MVMResult, n: int, phase: str | None = None) -> None:
         if not self.ledger.enabled:
             return
         hw = self.hardware
         cpw = hw.crossbar.cells_per_weight
-        c = xb.mvm_cost(hw.crossbar, hw.device, codes, code_full_scale, self.g_row_sum_us, self.grid, n, cpw)
+        c = xb.mvm_cost(hw.crossbar, hw.device, res.codes, res.code_full_scale, self.g_row_sum_us, self.grid, n, cpw,
+                        codes_sq=res.codes_sq, workspace=self.workspace)
         phase = phase or self._phase()
         led = self.ledger
         led.add_scaled(phase, c.driven_rows, {"analog_macs": c.macs_per_row, "dac_conversions": c.dac_per_row,
@@ -488,8 +520,8 @@ class _HybridBase(nn.Module):
             phase = self._phase()
             with torch.no_grad():
                 y = self._analog_forward(x2, phase)
-            lin = x2 @ shadow.t()
-            self._charge_weight_gradient(x2.shape[0])
+            lin = self._shadow_out(x2, shadow)
+            self._charge_weight_gradient(lin.numel() // lin.shape[self._out_dim])
             return y + (lin - lin.detach())
         if not (torch.is_grad_enabled() and x2.requires_grad):
             return self._analog_forward(x2)
@@ -644,17 +676,62 @@ class HybridConv2d(_HybridBase):
     def _lora_shapes(self, rank: int):
         return (rank, self.in_channels, *self.kernel_size), (self.out_channels, rank, 1, 1)
 
+    _out_dim = 1
+
+    def _out_hw(self, h: int, w: int) -> tuple[int, int]:
+        kh, kw = self.kernel_size
+        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        return ho, wo
+
+    def _encode(self, x: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """DAC codes of every receptive field (one crossbar input vector per output pixel), in ``(c, kh, kw)`` order.
+
+        The patches are a strided view of the padded input, scaled and rounded
+        as they are gathered (no separate im2col); each field's abs-max is a
+        max-pool of the channel-wise abs-max.
+        """
+        xbar = self.hardware.crossbar
+        n, c, h, w = x.shape
+        ho, wo = self._out_hw(h, w)
+        kh, kw = self.kernel_size
+        if self.dilation != (1, 1):
+            cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
+            return xb.dac_encode(xbar, cols.transpose(1, 2).reshape(-1, self.in_flat), pad, self.workspace)
+        ph, pw = self.padding
+        xp = F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
+        amax = xp.abs().amax(dim=1, keepdim=True)
+        alpha = F.max_pool2d(amax, self.kernel_size, self.stride).clamp_min_(xb.ALPHA_FLOOR)  # [n, 1, ho, wo]
+        patches = xp.unfold(2, kh, self.stride[0]).unfold(3, kw, self.stride[1])  # [n, c, ho, wo, kh, kw]
+        # scale in im2col order [n, c, kh, kw, ho, wo] (long contiguous inner loops), then lay the
+        # vectors out as rows: two vectorised passes beat one six-dimensional gather
+        cols = xb.scratch(self.workspace, "patches", (n, c, kh, kw, ho, wo), x)
+        torch.mul(patches.permute(0, 1, 4, 5, 2, 3), (xb.dac_levels(xbar) / alpha).view(n, 1, 1, 1, ho, wo), out=cols)
+        if xbar.dac_bits is not None:
+            cols.round_()
+        buf, codes = xb.code_buffer(n * ho * wo, self.in_flat, pad, x, self.workspace)
+        codes.view(n, ho * wo, self.in_flat).copy_(cols.view(n, self.in_flat, ho * wo).transpose(1, 2))
+        return alpha.view(-1, 1), buf, codes
+
+    def _to_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ho, wo = self._out_hw(x.shape[2], x.shape[3])
+        return y.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).contiguous()
+
+    def _input_grad(self, grad_out: torch.Tensor, in_shape: torch.Size) -> torch.Tensor:
+        w = self._derived()[1].view(self.out_channels, self.in_channels, *self.kernel_size)
+        return torch.nn.grad.conv2d_input(in_shape, w, grad_out, self.stride, self.padding, self.dilation)
+
+    def _shadow_out(self, x: torch.Tensor, shadow: torch.Tensor) -> torch.Tensor:
+        w = shadow.view(self.out_channels, self.in_channels, *self.kernel_size)
+        return F.conv2d(x, w, None, self.stride, self.padding, self.dilation)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(self.layer_name or "HybridConv2d", x, self.in_channels, -3)
         if x.dim() != 4:
             raise ValueError(f"{self.layer_name or 'HybridConv2d'}: expected a 4-D input, got shape {tuple(x.shape)}")
-        n, _, h, w = x.shape
-        kh, kw = self.kernel_size
-        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-        cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
-        x2 = cols.transpose(1, 2).reshape(-1, self.in_flat)
-        y = self._base(x2).reshape(n, ho * wo, self.out_channels).transpose(1, 2).reshape(n, self.out_channels, ho, wo)
+        n = x.shape[0]
+        ho, wo = self._out_hw(x.shape[2], x.shape[3])
+        y = self._base(x)
         if self.active_adapters:
             bits = self.hardware.digital.adapter_bits
             n_params = macs = 0

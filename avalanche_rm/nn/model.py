@@ -7,6 +7,7 @@ and that write-verify job is charged to the ledger.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Iterable, Iterator
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..costs.ledger import CostLedger
 from ..hardware.config import HardwareConfig
+from ..hardware.noise_source import NormalSource
 from ..hardware.programming import ProgrammingReport
 from .layers import HybridConv2d, HybridLinear, _HybridBase
 
@@ -61,8 +63,49 @@ class HybridModel(nn.Module):
         self._share_ledger()
 
     def _share_ledger(self) -> None:
-        for layer in self.hybrid_layers():
+        layers = self.hybrid_layers()
+        # one chip: one ledger, one read-noise stream and one scratch space for all its layers (run one at a time)
+        source = layers[0].noise_source if layers else None
+        scratch = layers[0].workspace if layers else None
+        for layer in layers:
             layer.ledger = self.ledger
+            layer.noise_source = source
+            layer.workspace = scratch
+
+    @property
+    def noise_source(self) -> NormalSource | None:
+        """The chip's read-noise stream (shared by its layers; reseeded by :meth:`program`)."""
+        layers = self.hybrid_layers()
+        return layers[0].noise_source if layers else None
+
+    @contextlib.contextmanager
+    def fork_read_noise(self, seed: int) -> Iterator[NormalSource]:
+        """Inside the block read noise comes from a fresh stream seeded ``seed``; the chip's own stream
+        resumes unchanged after it (the read-noise analogue of ``torch.random.fork_rng``)."""
+        old = self.noise_source
+        if old is None:
+            yield None
+            return
+        forked = NormalSource(old.mode, seed, old.reuse, old.table_min)
+        for layer in self.hybrid_layers():
+            layer.noise_source = forked
+        try:
+            yield forked
+        finally:
+            for layer in self.hybrid_layers():
+                layer.noise_source = old
+
+    def set_noise_sampler(self, mode: str, reuse: int | None = None) -> None:
+        """Choose how read-noise draws are made: ``"table"`` (default, fast) or ``"exact"``.
+
+        See :mod:`avalanche_rm.hardware.noise_source`; the stream restarts from the chip's seed.
+        """
+        old = self.noise_source
+        if old is None:
+            return
+        source = NormalSource(mode, old.seed, old.reuse if reuse is None else reuse, old.table_min)
+        for layer in self.hybrid_layers():
+            layer.noise_source = source
 
     # ------------------------------------------------------------ structure
     def named_hybrid_layers(self) -> Iterator[tuple[str, _HybridBase]]:

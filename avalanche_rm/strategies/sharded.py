@@ -130,7 +130,8 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
         gen = torch.Generator().manual_seed(_seed(self.seed, "order", st.key, stage))
         n_state = optimizer_state_bytes(opt)
         model.train()
-        with torch.random.fork_rng(devices=[]):
+        # a stage's draws (dropout, read noise) depend only on (shard, stage): retraining reproduces them
+        with torch.random.fork_rng(devices=[]), model.fork_read_noise(_seed(self.seed, "noise", st.key, stage)):
             torch.manual_seed(_seed(self.seed, "noise", st.key, stage))
             for _ in range(self.epochs_per_slice):
                 perm = torch.randperm(len(y), generator=gen).to(self.device)
