@@ -382,11 +382,10 @@ def mvm_cost(xbar: CrossbarConfig, device: RMDeviceConfig, codes: torch.Tensor, 
     shape = tuple(codes.shape)
     sq = codes_sq
     if sq is None:
-        sq = codes * codes if workspace is None else torch.mul(codes, codes, out=workspace.get("cost_sq", shape, codes))
+        sq = torch.mul(codes, codes, out=scratch(workspace, "cost_sq", shape, codes))
     if xbar.dac_bits is not None:
         # integer codes: min(code^2, 1) is the driven-row indicator (count_nonzero is single-threaded)
-        ind = sq.clamp(max=1.0) if workspace is None else torch.clamp(sq, max=1.0, out=workspace.get("cost_ind", shape, codes))
-        driven = ind.sum()
+        driven = torch.clamp(sq, max=1.0, out=scratch(workspace, "cost_ind", shape, codes)).sum()
     else:
         driven = torch.count_nonzero(sq)
     # cell energy = sum_i V_read^2 |x_i|^2 G_row_i t_read  (input amplitude scales the read voltage)

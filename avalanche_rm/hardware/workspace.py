@@ -9,6 +9,7 @@ what it hands out is valid only until the next request under the same name.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -25,9 +26,7 @@ class Workspace:
         bufs = getattr(self._local, "bufs", None)
         if bufs is None:
             bufs = self._local.bufs = {}
-        n = 1
-        for s in shape:
-            n *= s
+        n = math.prod(shape)
         key = (name, like.device, like.dtype)
         buf = bufs.get(key)
         if buf is None or buf.numel() < n:

@@ -60,9 +60,9 @@ class HybridModel(nn.Module):
         self._adapter_cfg: dict[str, dict] = {}
         self._active: list[str] = []
         self._optim_hooks: list = []
-        self._share_ledger()
+        self._share_chip_state()
 
-    def _share_ledger(self) -> None:
+    def _share_chip_state(self) -> None:
         layers = self.hybrid_layers()
         # one chip: one ledger, one read-noise stream and one scratch space for all its layers (run one at a time)
         source = layers[0].noise_source if layers else None
@@ -79,7 +79,7 @@ class HybridModel(nn.Module):
         return layers[0].noise_source if layers else None
 
     @contextlib.contextmanager
-    def fork_read_noise(self, seed: int) -> Iterator[NormalSource]:
+    def fork_read_noise(self, seed: int) -> Iterator[NormalSource | None]:
         """Inside the block read noise comes from a fresh stream seeded ``seed``; the chip's own stream
         resumes unchanged after it (the read-noise analogue of ``torch.random.fork_rng``)."""
         old = self.noise_source
