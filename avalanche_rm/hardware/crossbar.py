@@ -168,13 +168,6 @@ def delta_conductance(xbar: CrossbarConfig, device: RMDeviceConfig, g_us: torch.
 
 
 # ------------------------------------------------------------------ MVM
-def _quantize_symmetric(x: torch.Tensor, bound: torch.Tensor, bits: int) -> torch.Tensor:
-    """Uniform mid-tread quantiser on [-bound, bound] with 2^(bits-1)-1 positive steps; clips."""
-    n = float(2 ** (bits - 1) - 1)
-    step = bound / n
-    return torch.round(torch.clamp(x / step, -n, n)) * step
-
-
 def adc_full_scale_us(xbar: CrossbarConfig, dg_tiles_us: torch.Tensor) -> torch.Tensor:
     """ADC full scale (uS x normalised input) calibrated on the programmed array.
 
@@ -216,11 +209,10 @@ class PreparedMVM:
 def prepare_mvm(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor,
                 scale_us: torch.Tensor) -> PreparedMVM:
     """Fold the ADC step, tiling and weight scale into tensors that stay valid until the cells change."""
-    n_d = float(2 ** (xbar.dac_bits - 1) - 1) if xbar.dac_bits is not None else 1.0
+    n_d = dac_levels(xbar)
     if xbar.adc_bits is None:
         return PreparedMVM(dg_us, None, 1.0 / (n_d * scale_us))
-    n_a = float(2 ** (xbar.adc_bits - 1) - 1)
-    adc_step = adc_fs_us / n_a                      # uS x (normalised input) per ADC code
+    adc_step = adc_fs_us / adc_levels(xbar)         # uS x (normalised input) per ADC code
     nd_adc = n_d * adc_step
     w = dg_us * (1.0 / nd_adc)                      # ADC codes per DAC code
     if grid.n_in_tiles > 1:
@@ -262,6 +254,11 @@ def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor,
 def dac_levels(xbar: CrossbarConfig) -> float:
     """``n_d``: the largest DAC code (``1.0`` for an ideal DAC)."""
     return float(2 ** (xbar.dac_bits - 1) - 1) if xbar.dac_bits is not None else 1.0
+
+
+def adc_levels(xbar: CrossbarConfig) -> float:
+    """``n_a``: the largest ADC code (the crossbar must have an ADC)."""
+    return float(2 ** (xbar.adc_bits - 1) - 1)
 
 
 def input_pad(xbar: CrossbarConfig, grid: TileGrid) -> int:
@@ -307,7 +304,7 @@ def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, buf: torch.Tensor, 
     sq = None
     if sigma > 0:
         sqb = torch.mul(buf, buf, out=scratch(workspace, "codes_sq", tuple(buf.shape), buf))
-        sq = sqb[:, :codes.shape[1]] if sqb.shape[1] != codes.shape[1] else sqb
+        sq = sqb[:, :codes.shape[1]]  # the codes' own columns, without the zero tail
     w = prepared.w
 
     def draws(shape: tuple[int, ...]) -> torch.Tensor:
@@ -322,7 +319,7 @@ def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, buf: torch.Tensor, 
             norm = sq.sum(-1, keepdim=True).sqrt_().mul_(sigma)
             y.addcmul_(draws(tuple(y.shape)), norm)
     else:
-        n_a = float(2 ** (xbar.adc_bits - 1) - 1)
+        n_a = adc_levels(xbar)
         if t == 1:
             partial = (codes @ w).unsqueeze(0)
         else:

@@ -88,36 +88,34 @@ def measure(w: Workload, preset: str, seed: int, delta_g_us: float, device: str 
     hw = get_preset(preset)
     torch.manual_seed(seed)
     hyb = convert_to_hybrid(w.module, hw).to(device)
-    if isinstance(w.inputs, tuple):
-        w.inputs = tuple(t.to(device) for t in w.inputs)
-    else:
-        w.inputs = w.inputs.to(device)
+    # moved copies: the workload itself is left as the caller built it
+    inputs = tuple(t.to(device) for t in w.inputs) if isinstance(w.inputs, tuple) else w.inputs.to(device)
     reset: ProgrammingReport = hyb.program(seed=seed)
     base = copy.deepcopy(hyb)
     dig = hw.digital
 
-    e_full_chip = inference_energy_pj(hyb, w.inputs)
+    e_full_chip = inference_energy_pj(hyb, inputs)
     hyb.add_adapter("lora", rank=w.rank, alpha=w.alpha, target_modules=w.targets, rank_scaling=w.rank_scaling,
                     seed=seed)
     with torch.no_grad():  # a trained adapter: non-zero B, so every LoRA MAC is real work
         for p in hyb.adapter_parameters(["lora"]):
             p.normal_(0, 0.01, generator=torch.Generator().manual_seed(seed))
-    e_hybrid = inference_energy_pj(hyb, w.inputs)
-    e_dense = dense_digital_energy_pj(hyb, w.inputs)
+    e_hybrid = inference_energy_pj(hyb, inputs)
+    e_dense = dense_digital_energy_pj(hyb, inputs)
 
-    n_in = len(w.inputs[0] if isinstance(w.inputs, tuple) else w.inputs)
+    n_in = len(inputs[0] if isinstance(inputs, tuple) else inputs)
     opt = _optimizer(w, hyb.adapter_parameters(["lora"]))
     hyb.attach_optimizer(opt)
     hyb.train()
     opt.zero_grad()
     # forward + backward scale with the samples of a step; the optimiser update (and write-back) do not
-    lora_fb, _ = _energy(hyb, lambda: _loss(hyb, w.inputs).backward())
+    lora_fb, _ = _energy(hyb, lambda: _loss(hyb, inputs).backward())
     lora_upd, _ = _energy(hyb, opt.step)
     wb = AnalogWriteBack(base, every=1)
     opt_f = _optimizer(w, wb.params())
     base.train()
     opt_f.zero_grad()
-    full_fb, _ = _energy(base, lambda: _loss(base, w.inputs).backward())
+    full_fb, _ = _energy(base, lambda: _loss(base, inputs).backward())
 
     def full_update():
         opt_f.step()

@@ -729,8 +729,6 @@ class HybridConv2d(_HybridBase):
         check_tensor(self.layer_name or "HybridConv2d", x, self.in_channels, -3)
         if x.dim() != 4:
             raise ValueError(f"{self.layer_name or 'HybridConv2d'}: expected a 4-D input, got shape {tuple(x.shape)}")
-        n = x.shape[0]
-        ho, wo = self._out_hw(x.shape[2], x.shape[3])
         y = self._base(x)
         if self.active_adapters:
             bits = self.hardware.digital.adapter_bits
@@ -747,7 +745,7 @@ class HybridConv2d(_HybridBase):
                 macs += a.numel() + b.numel()
                 acts += self.r[name]
             grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters(self.active_adapters))
-            self._charge_digital(n * ho * wo, n_params, macs, acts, grad and self.training)
+            self._charge_digital(y.numel() // self.out_channels, n_params, macs, acts, grad and self.training)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y

@@ -87,13 +87,11 @@ class HybridModel(nn.Module):
             yield None
             return
         forked = NormalSource(old.mode, seed, old.reuse, old.table_min)
-        for layer in self.hybrid_layers():
-            layer.noise_source = forked
+        self._use_noise_source(forked)
         try:
             yield forked
         finally:
-            for layer in self.hybrid_layers():
-                layer.noise_source = old
+            self._use_noise_source(old)
 
     def set_noise_sampler(self, mode: str, reuse: int | None = None) -> None:
         """Choose how read-noise draws are made: ``"table"`` (default, fast) or ``"exact"``.
@@ -103,7 +101,9 @@ class HybridModel(nn.Module):
         old = self.noise_source
         if old is None:
             return
-        source = NormalSource(mode, old.seed, old.reuse if reuse is None else reuse, old.table_min)
+        self._use_noise_source(NormalSource(mode, old.seed, old.reuse if reuse is None else reuse, old.table_min))
+
+    def _use_noise_source(self, source: NormalSource) -> None:
         for layer in self.hybrid_layers():
             layer.noise_source = source
 

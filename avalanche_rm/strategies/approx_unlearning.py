@@ -40,8 +40,7 @@ def weighted_ce(out: torch.Tensor, y: torch.Tensor, forget_mask: torch.Tensor, f
 
     The reference face task's objective (``train_with_gradient_ascent``, weight -0.5).
     """
-    w = torch.where(forget_mask, torch.full_like(y, 0, dtype=out.dtype) + forget_weight,
-                    torch.ones_like(y, dtype=out.dtype))
+    w = torch.where(forget_mask, torch.full_like(y, forget_weight, dtype=out.dtype), torch.ones_like(y, dtype=out.dtype))
     return (F.cross_entropy(out, y, reduction="none") * w).mean()
 
 
