@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .nn.chip import ChipModel
+
 
 def make_mlp(in_features: int = 64, hidden: int = 128, classes: int = 10) -> nn.Module:
     """The reference digits MLP (64-128-64-10 by default) used by the jobs, Flower setup and tests."""
@@ -28,8 +30,11 @@ def run_epochs(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     """Shuffled minibatch epochs of ``loss_fn(model, xb, yb, generator)`` on the optimiser's device.
 
     Returns the mean loss per epoch; ``after_step(opt)`` runs after each step.
-    The model is left in eval mode.
+    A chip model gets the optimiser attached, so each step is charged. The
+    model is left in eval mode.
     """
+    if isinstance(model, ChipModel):
+        model.attach_optimizer(opt)  # every step of a chip model is charged (idempotent)
     gen = torch.Generator().manual_seed(seed)
     dev = opt.param_groups[0]["params"][0].device
     x, y = x.to(dev), y.to(dev)

@@ -43,7 +43,7 @@ def test_adapter_only_exchange_and_no_pulses_after_deployment():
     for ctx in grid.contexts.values():
         led = ledger_of(ctx)
         assert led["deploy"]["pulses"] > 0 and led["train"].get("pulses", 0) == 0
-        chips.append(ctx.state.array_records["chip"].to_torch_state_dict()["base_model.0.g_us"])
+        chips.append(ctx.state.array_records["chip"].to_torch_state_dict()["base_model.0.array.g_us"])
         assert all(".lora_" in k for k in ctx.state.array_records["adapter"].to_torch_state_dict())
     assert not torch.equal(chips[0], chips[1])  # each client's chip has its own variability
 

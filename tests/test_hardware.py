@@ -5,7 +5,15 @@ import torch
 
 from avalanche_rm.hardware import (CrossbarConfig, DigitalUnitConfig, HardwareConfig, RMDeviceConfig, get_preset,
                                    list_presets, write_verify)
-from avalanche_rm.hardware.device import apply_drift, pulse_energy_pj
+from avalanche_rm.costs.pricing import price_programming, verify_read_energy_pj, write_pulse_energy_pj
+from avalanche_rm.hardware.drift import LogGaussianDrift, PowerLawDrift
+
+
+def programmed(d, start, target, seed):
+    """write_verify with its report priced (energy and latency come from the cost model)."""
+    res = write_verify(d, start, target, torch.Generator().manual_seed(seed))
+    price_programming(d, res.report)
+    return res
 
 
 @pytest.mark.parametrize("name", list_presets())
@@ -14,7 +22,7 @@ def test_write_verify_lands_99_percent_and_reports_the_rest(name):
     d = hw.device
     gen = torch.Generator().manual_seed(0)
     target = d.g_min_us + torch.rand(50_000, generator=gen) * d.g_range_us
-    res = write_verify(d, torch.full_like(target, d.g_min_us), target, torch.Generator().manual_seed(1))
+    res = programmed(d, torch.full_like(target, d.g_min_us), target, 1)
     inside = (res.g_us - target).abs() <= d.wv_tolerance_us
     assert inside.float().mean() >= 0.99
     assert res.report.failed_cells == int((~inside).sum())
@@ -29,9 +37,7 @@ def test_write_verify_same_seed_same_result_and_seed_matters():
     d = get_preset("paper-180nm").device
     target = torch.linspace(d.g_min_us, d.g_max_us, 4096)
     start = torch.full_like(target, d.g_min_us)
-    a = write_verify(d, start, target, torch.Generator().manual_seed(7))
-    b = write_verify(d, start, target, torch.Generator().manual_seed(7))
-    c = write_verify(d, start, target, torch.Generator().manual_seed(8))
+    a, b, c = programmed(d, start, target, 7), programmed(d, start, target, 7), programmed(d, start, target, 8)
     assert torch.equal(a.g_us, b.g_us) and torch.equal(a.pulses, b.pulses)
     assert a.report.energy_pj == b.report.energy_pj
     assert not torch.equal(a.g_us, c.g_us)
@@ -43,7 +49,7 @@ def test_programming_energy_scales_linearly_with_cells():
     for n in (20_000, 40_000, 80_000):
         gen = torch.Generator().manual_seed(n)
         target = d.g_min_us + torch.rand(n, generator=gen) * d.g_range_us
-        rep = write_verify(d, torch.full_like(target, d.g_min_us), target, torch.Generator().manual_seed(3)).report
+        rep = programmed(d, torch.full_like(target, d.g_min_us), target, 3).report
         per_cell.append(rep.energy_pj / n)
     assert max(per_cell) / min(per_cell) < 1.03
 
@@ -51,8 +57,20 @@ def test_programming_energy_scales_linearly_with_cells():
 def test_cells_already_on_target_cost_only_a_verify_read():
     d = get_preset("ideal").device
     target = torch.full((1000,), 50.0)
-    rep = write_verify(d, target.clone(), target, torch.Generator().manual_seed(0)).report
+    rep = programmed(d, target.clone(), target, 0).report
     assert rep.pulses == 0 and rep.verify_reads == 1000 and rep.pulse_energy_pj == 0
+    assert rep.verify_energy_pj == pytest.approx(verify_read_energy_pj(d, 50.0 * 1000, 1000))
+
+
+def test_cells_inside_the_acceptance_window_get_no_pulse():
+    # a cell within the window but outside the guard band the loop converges into is left alone
+    d = get_preset("paper-180nm").device.replace(read_noise_sigma_us=0.01, verify_guard_sigmas=40.0)  # band 0.6
+    target = torch.full((1000,), 50.0)
+    start = target + torch.linspace(0.7, 0.9, 1000) * d.wv_tolerance_us * torch.tensor([1.0, -1.0]).repeat(500)
+    res = programmed(d, start, target, 0)
+    assert res.report.pulses == 0 and torch.equal(res.g_us, start)
+    outside = target + 1.5 * d.wv_tolerance_us
+    assert programmed(d, outside, target, 0).report.pulses > 0
 
 
 def test_stuck_cells_fail_and_burn_pulses():
@@ -68,20 +86,38 @@ def test_stuck_cells_fail_and_burn_pulses():
 
 def test_pulse_energy_formula_matches_neurosim():
     d = RMDeviceConfig(pulse_voltage_v=2.0, pulse_width_ns=50.0, wire_capacitance_ff=0.0)
-    assert float(pulse_energy_pj(d, torch.tensor(50.0))) == pytest.approx(10.0)  # 2 V, 50 uS, 50 ns
+    assert write_pulse_energy_pj(d, 50.0, 1) == pytest.approx(10.0)  # 2 V, 50 uS, 50 ns
+    d2 = RMDeviceConfig(pulse_voltage_v=2.0, pulse_width_ns=50.0, wire_capacitance_ff=20.0)
+    assert write_pulse_energy_pj(d2, 50.0, 1) == pytest.approx(10.0 + 4 * 20e-3)  # + V^2 C_wire
 
 
-def test_drift_composes_and_refuses_going_back():
-    d = get_preset("pcm-like").device
+def test_device_config_selects_its_drift_and_noise_models():
+    assert isinstance(get_preset("pcm-like").device.drift_law(), PowerLawDrift)
+    assert isinstance(get_preset("paper-180nm").device.drift_law(), LogGaussianDrift)
+    assert get_preset("paper-180nm").device.programming_noise().constant_us == 1.0
+    pcm = get_preset("pcm-like").device.programming_noise()
+    assert pcm.constant_us is None and float(pcm.sigma_us(torch.tensor([25.0]))) == pytest.approx(1.0554, abs=1e-3)
+
+
+def test_power_law_drift_composes():
+    law = get_preset("pcm-like").device.drift_law()
     g = torch.full((10_000,), 12.0)
     nu = torch.full_like(g, 0.05)
     gen = torch.Generator()
-    one = apply_drift(d, g, 0.0, 1000.0, gen, nu)
-    two = apply_drift(d, apply_drift(d, g, 0.0, 10.0, gen, nu), 10.0, 1000.0, gen, nu)
+    one = law.age(g, 0.0, 1000.0, gen, nu)
+    two = law.age(law.age(g, 0.0, 10.0, gen, nu), 10.0, 1000.0, gen, nu)
     assert torch.allclose(one, two, rtol=1e-5)
     assert (one < g).all()
-    with pytest.raises(ValueError, match="backwards"):
-        apply_drift(d, g, 10.0, 1.0, gen, nu)
+
+
+def test_log_gaussian_drift_statistics():
+    d = get_preset("paper-180nm").device
+    law = d.drift_law()
+    g = torch.full((200_000,), 50.0)
+    out = law.age(g, 0.0, 3600.0, torch.Generator().manual_seed(0))
+    dln = torch.log(torch.tensor(3600.0 + d.drift_t0_s)) - torch.log(torch.tensor(d.drift_t0_s))
+    assert float((out - g).mean()) == pytest.approx(d.drift_mean_us_per_ln_s * float(dln), abs=0.01)
+    assert float((out - g).std()) == pytest.approx(d.drift_std_us_per_sqrt_ln_s * float(dln) ** 0.5, rel=0.02)
 
 
 @pytest.mark.parametrize("field,value", [
@@ -101,7 +137,8 @@ def test_inverted_window_names_both_fields():
 
 @pytest.mark.parametrize("field,value", [
     ("rows", 0), ("cols", -4), ("mapping", "triple"), ("adc_bits", 1), ("dac_bits", 0), ("col_mux", 0),
-    ("adc_range_fraction", 2.0), ("adc_energy_pj", -1.0), ("weight_scale", "row"),
+    ("adc_range_fraction", 2.0), ("adc_energy_pj", -1.0), ("weight_scale", "row"), ("adc_range", "auto"),
+    ("adc_calibration_percentile", 101.0),
 ])
 def test_bad_crossbar_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -109,7 +146,8 @@ def test_bad_crossbar_values_raise_naming_the_field(field, value):
 
 
 @pytest.mark.parametrize("field,value", [("adapter_bits", 1), ("sram_kib", 0.0), ("mac_energy_pj", -2.0),
-                                         ("pe_count", 0), ("vdd_v", -1.0)])
+                                         ("pe_count", 0), ("vdd_v", -1.0), ("activation_bits", 1),
+                                         ("sram_overflow", "swap"), ("dram_energy_pj_per_byte", -1.0)])
 def test_bad_digital_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         DigitalUnitConfig(**{field: value})

@@ -4,8 +4,8 @@ import pathlib
 
 import avalanche_rm
 
-ORDER = ["hardware", "costs", "nn", "data", "training", "benchmarks", "evaluation", "report", "strategies", "scenarios",
-         "flower", "jobs", "bench", "cli"]
+ORDER = ["hardware", "costs", "nn", "data", "training", "unlearning", "benchmarks", "evaluation", "report", "strategies",
+         "scenarios", "flower", "jobs", "bench", "cli"]
 
 
 def _level(mod: str) -> int | None:

@@ -56,10 +56,10 @@ def test_conv_patches_match_the_im2col_reference(stride, padding, dilation):
     layer = h.hybrid_layers()[0]
     x = torch.randn(2, 5, 9, 11, requires_grad=True)
     y = h(x)
-    prepared, eff = layer._derived()
+    prepared, eff = layer.array.prepared()
     rows = F.unfold(x.detach(), 3, dilation=dilation, padding=padding, stride=stride).transpose(1, 2).reshape(-1, 45)
-    ref = xb.analog_linear(hw.crossbar, hw.device, rows, None, layer.scale_us, layer.grid, layer.adc_fs_us,
-                           read_noise=False, prepared=prepared).y
+    alpha, buf, codes = xb.dac_encode(hw.crossbar, rows, xb.input_pad(hw.crossbar, layer.grid))
+    ref = xb.analog_mvm(hw.crossbar, 0.0, buf, codes, alpha, layer.grid, prepared).y
     ho, wo = y.shape[2:]
     ref = ref.view(2, ho * wo, 6).transpose(1, 2).reshape(2, 6, ho, wo) + layer.bias.view(1, -1, 1, 1)
     assert torch.allclose(y, ref, atol=1e-6)
@@ -85,7 +85,7 @@ def test_quantisation_error_stays_inside_dac_adc_bound():
     alpha = x.abs().amax(1, keepdim=True)
     n_d, n_a = 2 ** (dac_bits - 1) - 1, 2 ** (adc_bits - 1) - 1
     dac_bound = (alpha / (2 * n_d)) * w.abs().sum(1)  # [B, out]
-    step_w = float(h.adc_fs_us) / n_a / float(h.scale_us)  # one ADC step in weight units per unit input
+    step_w = h.array.adc_fs_us / n_a / float(h.array.scale_us)  # one ADC step per column, weight units
     adc_bound = alpha * (h.grid.n_in_tiles * step_w / 2)
     assert (err <= dac_bound + adc_bound + 1e-5).all()
     assert err.max() > 0  # quantisation really happened
@@ -102,8 +102,9 @@ def test_read_noise_has_the_modelled_spread():
     with torch.no_grad():
         y = h(x)
         ref = lin(x)
-    # noise on one column = sigma * ||x|| uS, i.e. sigma*sqrt(128)/scale in weight units
-    expected = sigma * 128 ** 0.5 / float(h.scale_us)
+    # noise on one column = sigma * ||x|| * sqrt(2) uS (the cell and its reference cell are both read),
+    # i.e. sigma*sqrt(2*128)/scale in weight units
+    expected = sigma * (2 * 128) ** 0.5 / float(h.array.scale_us)
     assert (y - ref).std().item() == pytest.approx(expected, rel=0.05)
 
 
@@ -114,8 +115,8 @@ def test_same_seed_same_chip_different_seed_different_chip():
     ra, rb = a.program(seed=3), b.program(seed=3)
     c.program(seed=4)
     la, lb, lc = (x.hybrid_layers()[0] for x in (a, b, c))
-    assert torch.equal(la.g_us, lb.g_us) and ra.pulses == rb.pulses and ra.energy_pj == rb.energy_pj
-    assert not torch.equal(la.g_us, lc.g_us)
+    assert torch.equal(la.array.g_us, lb.array.g_us) and ra.pulses == rb.pulses and ra.energy_pj == rb.energy_pj
+    assert not torch.equal(la.array.g_us, lc.array.g_us)
     x = torch.rand(8, 200)
     torch.manual_seed(5)
     ya = a(x)
@@ -209,9 +210,24 @@ def test_merge_adapter_reprograms_and_is_charged():
     assert rep.pulses > 0 and h.ledger.summary("merge").pulses == rep.pulses
     assert h.ledger.summary("deploy").pulses == deploy_pulses
     assert "a" not in h.adapter_names
-    lim = float(h.hardware.device.g_range_us / 2 / layer.scale_us)
+    lim = float(h.hardware.device.g_range_us / 2 / layer.array.scale_us)
     err = (layer.target_weight() - expected.clamp(-lim, lim)).abs().max()
-    assert err <= h.hardware.device.level_step_us / float(layer.scale_us)
+    assert err <= h.hardware.device.level_step_us / float(layer.array.scale_us)
+
+
+def test_merging_a_zero_adapter_pulses_nothing_and_pulses_grow_with_the_change():
+    h = convert_to_hybrid(mlp(), get_preset("paper-180nm"))
+    h.program(seed=0)
+    h.add_adapter("zero", rank=4, alpha=8, seed=0)  # B = 0: the merged weights are the programmed ones
+    rep = h.merge_adapter("zero")
+    assert rep.pulses == 0 and rep.cells == 0 and h.ledger.summary("merge").pulses == 0
+    pulses = []
+    for k, scale in enumerate((0.005, 0.02, 0.08)):
+        h.add_adapter(f"d{k}", rank=4, alpha=8, seed=k)
+        with torch.no_grad():
+            h.hybrid_layers()[0].lora_B[f"d{k}"].normal_(0, scale, generator=torch.Generator().manual_seed(k))
+        pulses.append(h.merge_adapter(f"d{k}").pulses)
+    assert 0 < pulses[0] < pulses[1] < pulses[2], pulses
 
 
 def test_drift_changes_weights_and_stuck_cells_stay():
@@ -220,12 +236,12 @@ def test_drift_changes_weights_and_stuck_cells_stay():
     rep = h.program(seed=0)
     assert rep.failed_cells > 0 and sum(rep.failed_per_layer.values()) == rep.failed_cells
     layer = h.hybrid_layers()[0]
-    stuck = layer._fault_code(0) != 0
-    before = layer.g_us.clone()
+    stuck = layer.array.fault_codes(0)[0] != 0
+    before = layer.array.g_us.clone()
     h.drift(3600.0)
-    assert torch.equal(layer.g_us[stuck], before[stuck])
-    assert not torch.equal(layer.g_us[~stuck], before[~stuck])
-    assert float(layer.age_s) == 3600.0
+    assert torch.equal(layer.array.g_us[stuck], before[stuck])
+    assert not torch.equal(layer.array.g_us[~stuck], before[~stuck])
+    assert float(layer.array.age_s) == 3600.0
     with pytest.raises(ValueError, match="drift seconds"):
         h.drift(-1.0)
 
@@ -262,7 +278,7 @@ def test_deepcopy_and_pickle_keep_state():
     for clone in (copy.deepcopy(h), pickle.loads(pickle.dumps(h))):
         assert isinstance(clone, HybridModel)
         assert clone.adapter_names == ["a"]
-        assert torch.equal(clone.hybrid_layers()[0].g_us, h.hybrid_layers()[0].g_us)
+        assert torch.equal(clone.hybrid_layers()[0].array.g_us, h.hybrid_layers()[0].array.g_us)
         assert clone.ledger.total().as_dict() == h.ledger.total().as_dict()
         assert clone.ledger is not h.ledger
         assert all(layer.ledger is clone.ledger for layer in clone.hybrid_layers())
@@ -307,10 +323,10 @@ def test_differential_targets_are_stored_signed_and_decode_to_the_weights():
     m = mlp()
     h = convert_to_hybrid(m, get_preset("rram-generic"))
     layer = h.hybrid_layers()[0]
-    assert layer.target.shape[0] == 1 and layer.target.dtype == torch.int8
-    g = layer.target_conductance()
+    assert layer.array.target.shape[0] == 1 and layer.array.target.dtype == torch.int8
+    g = layer.array.target_conductance()
     assert g.shape[0] == 2 and bool(((g[0] == h.hardware.device.g_min_us) | (g[1] == h.hardware.device.g_min_us)).all())
-    step_w = h.hardware.device.level_step_us / layer.scale_us.view(-1, 1)
+    step_w = h.hardware.device.level_step_us / layer.array.scale_us.view(-1, 1)
     assert ((layer.target_weight() - m[0].weight).abs() <= step_w / 2 + 1e-6).all()
 
 
@@ -330,9 +346,9 @@ def test_failures_are_reported_per_tile_and_remapped_to_spares():
     assert r2.failed_cells < 0.7 * r1.failed_cells  # spares can be faulty too, so not all failures go away
     assert r2.cells > r1.cells and r2.energy_pj > r1.energy_pj  # spares are programmed and charged
     layer = remap.hybrid_layers()[0]
-    before = layer.g_us.clone()
+    before = layer.array.g_us.clone()
     remap.drift(10.0)
-    stuck = layer._fault_code(0) != 0
-    assert torch.equal(layer.g_us[stuck], before[stuck])
+    stuck = layer.array.fault_codes(0)[0] != 0
+    assert torch.equal(layer.array.g_us[stuck], before[stuck])
     with pytest.raises(ValueError, match="spare_cols"):
         get_preset("paper-180nm", crossbar={"failure_policy": "remap"})

@@ -33,9 +33,12 @@ def bench_and_base():
     return bm, sw
 
 
+CALIBRATION = torch.stack([split_digits(5, seed=0).train_stream[0].dataset[i][0] for i in range(256)])
+
+
 def deployed(sw, preset="paper-180nm"):
     hm = convert_to_hybrid(sw, get_preset(preset))
-    hm.program(seed=0)
+    hm.program(seed=0, calibration_data=CALIBRATION)  # the base's own (experience-0) data
     return hm
 
 
@@ -103,12 +106,16 @@ def test_full_weight_baselines_pay_pulses(bench_and_base):
     hm = deployed(sw)
     s = AnalogFullFinetune(model=hm, lr=1e-3, train_mb_size=64, train_epochs=1, evaluator=quiet())
     s.train(bm.train_stream[1])
-    assert hm.ledger.summary("train").pulses > 0
-    assert hm.ledger.summary("train").cells_programmed > hm.cells
+    train = hm.ledger.summary("train")
+    # every step's write-back verifies only the cells whose level moved, and pulses those outside the window
+    assert train.pulses > 0 and 0 < train.cells_programmed and train.verify_reads >= train.cells_programmed
     hm2 = deployed(sw)
     r = RetrainAndReprogram(model=hm2, software_model=sw, train_mb_size=64, train_epochs=1, evaluator=quiet())
     r.train(bm.train_stream[1])
-    assert hm2.ledger.summary("train").cells_programmed == hm2.cells
+    # a retrained network moves most levels: nearly every weight cell is rewritten (and its FP32 training charged)
+    weight_cells = sum(layer.array.weight_cells for layer in hm2.hybrid_layers())
+    assert 0.8 * weight_cells < hm2.ledger.summary("train").cells_programmed <= weight_cells
+    assert hm2.ledger.summary("train").digital_macs > 0
     assert r.eval(bm.test_stream[:2])[ACC] > 0
 
 
@@ -155,8 +162,8 @@ def test_checkpoint_resume_gives_identical_results(bench_and_base, tmp_path):
     got = resumed.eval(bm.test_stream)
     assert got[ACC] == ref[ACC]
     assert resumed.model.ledger.total().as_dict() == pytest.approx(ref_ledger)
-    g_ref = full.model.hybrid_layers()[0].g_us
-    assert torch.equal(resumed.model.hybrid_layers()[0].g_us, g_ref)
+    g_ref = full.model.hybrid_layers()[0].array.g_us
+    assert torch.equal(resumed.model.hybrid_layers()[0].array.g_us, g_ref)
 
 
 def test_bad_strategy_arguments():

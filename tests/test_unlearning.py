@@ -1,23 +1,27 @@
 import copy
 import json
+import pickle
 
+import dill
 import pytest
 import torch
-from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
-from avalanche_rm.benchmarks import ForgetRequest, learn_forget_stream, public_private_digits, tensor_dataset
+from avalanche_rm.benchmarks import learn_forget_stream, public_private_digits, tensor_dataset
 from avalanche_rm.hardware import get_preset
-from avalanche_rm.jobs.basic import make_mlp
-from avalanche_rm.strategies import (ForgetRefused, FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning,
-                                     ShardedLoRAUnlearning)
-from avalanche_rm.strategies.forgetting import dataset_tensors, snapshot_state
-from avalanche_rm.strategies.policy import PrivateDataError, pretrain_and_program
+from avalanche_rm.strategies import (FullWeightUnlearning, LoRAUnlearning, PrivateDataError, RetrainUnlearning,
+                                     ShardedLoRAUnlearning, pretrain_and_program, save_checkpoint)
+from avalanche_rm.strategies.forgetting import ForgetMixin, snapshot_state
+from avalanche_rm.training import make_mlp
+from avalanche_rm.unlearning import (AuditLog, DataRegistry, ForgetRefused, ForgetRequest, Objective, data_digest,
+                                     dataset_tensors, get_objective, objective_names, register_objective)
 
 
 @pytest.fixture(scope="module")
 def setup():
     sp = public_private_digits(1, public_fraction=0.3, n_owners=5, seed=0, public_classes=range(5))
-    base = pretrain_and_program(make_mlp(), get_preset("paper-180nm"), sp.public_x, sp.public_y, epochs=30)
+    base = pretrain_and_program(make_mlp(), get_preset("paper-180nm"), sp.public_x, sp.public_y, public=True,
+                                epochs=30)
     return sp, base
 
 
@@ -74,40 +78,39 @@ def test_owner_sharding_drops_the_owner_adapter(setup):
     assert rec["affected"]["dropped_shards"] == [3] and "shard3" not in s.model.adapter_names
     assert rec["cost"]["digital_macs"] == 0 and rec["cost"]["pulses"] == 0
     res = s.eval(sp.benchmark.test_stream)
-    assert res["Unlearn_forget_acc/eval_phase/test_stream"] <= res["Unlearn_retain_acc/eval_phase/test_stream"]
-    assert 0.0 <= res["Unlearn_mia_loss_auc/eval_phase/test_stream"] <= 1.0
+    after = rec["metrics_after"]
+    # the metric reports the record computed before the data were dropped
+    assert res["Unlearn_UA/eval_phase/test_stream"] == pytest.approx(1 - after["forget_acc"])
+    assert res["Unlearn_TA/eval_phase/test_stream"] == pytest.approx(after["test_acc"])
+    # the owner's samples are now classified like unseen data: far below the shard that memorised them
+    assert after["forget_acc"] < rec["metrics_before"]["forget_acc"]
 
 
 def test_class_forgetting_exact_and_approximate(setup):
     sp, base = setup
     chance = 0.1
-    s = sharded(base, sp)
+    s = sharded(base, sp, epochs_per_slice=6)
     s.train(sp.benchmark.train_stream[0])
     rec = s.forget(ForgetRequest(requester="controller", classes=(7,)))
     b, a = rec["metrics_before"], rec["metrics_after"]
+    assert b["test_forget_class_acc"] > 0.5  # it had learned the class
     assert a["test_forget_class_acc"] <= chance + 0.05
     assert a["test_retain_class_acc"] >= b["test_retain_class_acc"] - 0.05
-    for method in ("neg_ce", "random_label", "neggrad_plus", "scrub"):
+    for method in objective_names():
+        if method == "random_target":  # a regression objective (generative models)
+            continue
         torch.manual_seed(0)
         lo = LoRAUnlearning(model=copy.deepcopy(base), rank=8, alpha=16, train_epochs=15, method=method,
-                            unlearn_epochs=80, eval_data=(sp.test_x, sp.test_y), evaluator=quiet())
+                            unlearn_epochs=80, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(),
+                            method_options={"gamma": 2.0} if method == "scrub" else None)
         lo.train(sp.benchmark.train_stream[0])
         rec = lo.forget(ForgetRequest(requester="controller", classes=(7,)))
         b, a = rec["metrics_before"], rec["metrics_after"]
+        assert b["test_forget_class_acc"] > 0.5, (method, b)
         assert a["test_forget_class_acc"] <= chance + 0.05, (method, a)
-        if method != "scrub":  # SCRUB's unbounded max-steps cost retained accuracy here (see the issue note)
-            assert a["test_retain_class_acc"] >= b["test_retain_class_acc"] - 0.05, (method, b, a)
+        assert a["test_retain_class_acc"] >= b["test_retain_class_acc"] - 0.08, (method, b, a)
         assert lo.model.ledger.summary("unlearn").pulses == 0
         assert lo.model.ledger.summary("unlearn").cells_programmed == 0
-
-
-def test_mia_after_exact_unlearning_is_chance(setup):
-    sp, base = setup
-    s = sharded(base, sp)
-    s.train(sp.benchmark.train_stream[0])
-    rec = s.forget(ForgetRequest(requester=1, owner=1))
-    assert abs(rec["metrics_after"]["mia_loss_auc"] - 0.5) <= 0.05, rec["metrics_after"]
-    assert abs(rec["metrics_after"]["mia_svc_auc"] - 0.5) <= 0.05, rec["metrics_after"]
 
 
 def test_refused_requests_change_nothing(setup, tmp_path):
@@ -131,7 +134,9 @@ def test_refused_requests_change_nothing(setup, tmp_path):
     rec = s.forget(ForgetRequest(requester=0, sample_ids=tuple(mine.tolist())))
     line = json.loads(audit.read_text().splitlines()[0])
     assert line["request"]["requester"] == 0 and line["n_samples"] == len(mine) and "cost" in line
-    assert rec["metrics_before"]["forget_acc"] >= 0 and rec["wall_time_s"] > 0
+    assert line["sample_ids"] == sorted(mine.tolist()) and len(line["data_digest"]) == 64
+    assert rec["purged"]["registry"] == len(mine) and len(s.registry) == before["registry"] - len(mine)
+    assert rec["wall_time_s"] > 0
     with pytest.raises(ForgetRefused, match="already forgotten"):
         s.forget(ForgetRequest(requester=0, sample_ids=tuple(mine.tolist())))
 
@@ -141,20 +146,25 @@ def test_baselines_reprogram_the_array(setup):
     r = RetrainUnlearning(model=copy.deepcopy(base), software_model=make_mlp(), train_epochs=5, evaluator=quiet())
     r.train(sp.benchmark.train_stream[0])
     r.forget(ForgetRequest(requester="controller", classes=(7,)))
-    assert r.hybrid.ledger.summary("unlearn").cells_programmed == r.hybrid.cells
+    un = r.hybrid.ledger.summary("unlearn")
+    assert 0 < un.cells_programmed <= r.hybrid.cells and un.digital_macs > 0  # retrained digitally, then written
     f = FullWeightUnlearning(model=copy.deepcopy(base), train_epochs=1, unlearn_epochs=2, evaluator=quiet())
     f.train(sp.benchmark.train_stream[0])
     f.forget(ForgetRequest(requester="controller", classes=(7,)))
     assert f.model.ledger.summary("unlearn").pulses > 0
 
 
-def test_private_data_never_reaches_the_base():
+def test_private_data_rule_is_on_by_default():
     x, y = torch.rand(20, 64), torch.randint(0, 10, (20,))
-    owners = torch.arange(20) % 4
+    with pytest.raises(PrivateDataError, match="public=True"):
+        pretrain_and_program(make_mlp(), get_preset("paper-180nm"), x, y)  # provenance unstated
+    owners = torch.full((20,), -1)
+    owners[3] = 2
     with pytest.raises(PrivateDataError, match="private owners"):
-        pretrain_and_program(make_mlp(), get_preset("paper-180nm"), x, y, owners=owners, private_owners=[2])
-    m = pretrain_and_program(make_mlp(), get_preset("paper-180nm"), x, y, owners=owners, private_owners=[2],
-                             allow_private=True, epochs=1)
+        pretrain_and_program(make_mlp(), get_preset("paper-180nm"), x, y, owners=owners)
+    m = pretrain_and_program(make_mlp(), get_preset("paper-180nm"), x, y, owners=torch.full((20,), -1), epochs=1)
+    assert m.programmed and m.adc_calibrated
+    m = pretrain_and_program(make_mlp(), get_preset("paper-180nm"), x, y, public=True, epochs=1)
     assert m.programmed
 
 
@@ -170,8 +180,8 @@ def test_request_validation_and_streams(setup):
         ForgetRequest(requester="", owner=1)
     with pytest.raises(ValueError, match="unknown field"):
         ForgetRequest.from_dict({"requester": 1, "owner": 1, "drop_table": 1})
-    r = ForgetRequest.from_dict(json.loads(ForgetRequest(requester=2, owner=2).to_json()))
-    assert r.owner == 2 and r.kind == "owner"
+    r = ForgetRequest.from_dict(json.loads(ForgetRequest(requester=2, owner=2, method="scrub").to_json()))
+    assert r.owner == 2 and r.kind == "owner" and r.method == "scrub"
     stream = learn_forget_stream(sp.benchmark, {0: [r]})
     assert [k for k, _ in stream] == ["learn", "forget"] and stream.requests == [r]
     with pytest.raises(ValueError, match="schedule key"):
@@ -181,9 +191,40 @@ def test_request_validation_and_streams(setup):
         dataset_tensors(plain)
 
 
-def test_forgotten_samples_leave_the_replay_buffer(setup):
-    from avalanche.training.plugins import ReplayPlugin
+def test_a_new_method_is_one_registration_and_requests_can_name_it(setup):
+    sp, base = setup
 
+    @register_objective("test_flatten")
+    class Flatten(Objective):
+        """Push forgotten samples to a uniform prediction, keep the rest."""
+
+        def loss(self, out, y, forget, ctx):
+            logp = torch.log_softmax(out, -1)
+            return (-logp[forget].mean() if bool(forget.any()) else 0.0) \
+                + torch.nn.functional.cross_entropy(out[~forget], y[~forget])
+
+    try:
+        assert "test_flatten" in objective_names()
+        with pytest.raises(ValueError, match="already registered"):
+            register_objective("test_flatten")(Flatten)
+        with pytest.raises(ValueError, match="unknown unlearning method"):
+            get_objective("nope")
+        with pytest.raises(ValueError, match="no option"):
+            get_objective("neg_ce", weight=1.0)
+        lo = LoRAUnlearning(model=copy.deepcopy(base), rank=4, alpha=8, train_epochs=3, unlearn_epochs=20,
+                            eval_data=(sp.test_x, sp.test_y), evaluator=quiet())
+        lo.train(sp.benchmark.train_stream[0])
+        rec = lo.forget(ForgetRequest(requester="controller", classes=(7,), method="test_flatten"))
+        assert rec["affected"]["method"] == "test_flatten" and rec["affected"]["steps"] > 0
+        with pytest.raises(ValueError, match="unlearning method"):
+            LoRAUnlearning(model=copy.deepcopy(base), method="nope", evaluator=quiet())
+    finally:
+        from avalanche_rm.unlearning import objectives
+
+        objectives._OBJECTIVES.pop("test_flatten", None)
+
+
+def test_forgotten_samples_leave_the_replay_buffer(setup):
     sp, base = setup
     lo = LoRAUnlearning(model=copy.deepcopy(base), rank=4, alpha=8, train_epochs=1, method="neg_ce",
                         unlearn_epochs=2, evaluator=quiet(), plugins=[ReplayPlugin(500)])
@@ -192,6 +233,96 @@ def test_forgotten_samples_leave_the_replay_buffer(setup):
     sevens = sum(1 for k in range(len(buf)) if int(buf[k][1]) == 7)
     assert sevens > 0
     rec = lo.forget(ForgetRequest(requester="controller", classes=(7,)))
-    assert rec["affected"]["purged_from_replay"] == sevens
+    assert rec["purged"]["replay_buffers"] == sevens
     buf = lo.plugins[0].storage_policy.buffer
     assert all(int(buf[k][1]) != 7 for k in range(len(buf)))
+
+
+# ------------------------------------------------------------------ nothing retained
+def _row_bytes(x: torch.Tensor) -> list[bytes]:
+    return [row.contiguous().numpy().tobytes() for row in x.to(torch.float32)]
+
+
+def _found(blob: bytes, rows: list[bytes]) -> int:
+    return sum(1 for r in rows if r in blob)
+
+
+def _learned_then_forgotten(sp, base, tmp_path, purge: bool, monkeypatch):
+    if not purge:  # the control: the same run with the purge switched off
+        monkeypatch.setattr(DataRegistry, "remove", lambda self, ids: 0)
+        monkeypatch.setattr(ForgetMixin, "purge_hooks", lambda self: [])
+    lo = LoRAUnlearning(model=copy.deepcopy(base), rank=4, alpha=8, train_epochs=2, method="neg_ce",
+                        unlearn_epochs=3, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(),
+                        plugins=[ReplayPlugin(2000)])
+    lo.train(sp.benchmark.train_stream[0])
+    victims = owner_samples(sp, owner=2, fraction=0.2)
+    x_all, _, ids, _ = dataset_tensors(sp.benchmark.train_stream[0].dataset)
+    rows = _row_bytes(x_all[torch.isin(ids, victims)])
+    lo.forget(ForgetRequest(requester=2, sample_ids=tuple(victims.tolist())))
+    ckpt = tmp_path / f"ckpt-{purge}.pkl"
+    save_checkpoint(lo, str(ckpt))
+    return rows, dill.dumps(lo), ckpt.read_bytes()
+
+
+def test_nothing_of_the_forgotten_samples_is_kept(setup, tmp_path, monkeypatch):
+    sp, base = setup
+    rows, blob, ckpt = _learned_then_forgotten(sp, base, tmp_path, True, monkeypatch)
+    assert len(rows) >= 20
+    assert _found(blob, rows) == 0 and _found(ckpt, rows) == 0
+
+
+def test_the_byte_search_finds_them_when_the_purge_is_off(setup, tmp_path, monkeypatch):
+    sp, base = setup
+    rows, blob, ckpt = _learned_then_forgotten(sp, base, tmp_path, False, monkeypatch)
+    assert _found(blob, rows) == len(rows) and _found(ckpt, rows) == len(rows)
+
+
+def test_audit_digest_is_keyed_and_the_key_is_never_pickled():
+    ids, x, y = torch.tensor([3, 1]), torch.rand(2, 5), torch.tensor([0, 1])
+    log = AuditLog(key=b"k" * 32)
+    d = log.digest(ids, x, y)
+    assert d == data_digest(b"k" * 32, ids.flip(0), x.flip(0), y.flip(0))  # order-independent
+    assert d != data_digest(b"j" * 32, ids, x, y)
+    assert b"k" * 32 not in pickle.dumps(log)
+
+
+# ------------------------------------------------------------------ an attack with power
+def test_lira_separates_members_and_exact_unlearning_matches_retraining(setup):
+    """LiRA with 8 shadow adapters: AUC >= 0.65 on a memorised set before; after exact (SISA) unlearning the
+    forgotten samples score as they do under a model retrained without them."""
+    from avalanche.benchmarks import nc_benchmark
+
+    from avalanche_rm.unlearning import LiRA, accuracy_of
+
+    sp, base = setup
+    x, y, ids, owners = dataset_tensors(sp.benchmark.train_stream[0].dataset)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n = 60
+    pop = perm[: 2 * n]                       # candidates: the first n are members, the rest never trained on
+    px, py, pids, pown = x[pop], y[pop], ids[pop], owners[pop]
+
+    def strategy_on(rows: torch.Tensor, seed: int = 0) -> ShardedLoRAUnlearning:
+        tr = tensor_dataset(px[rows], py[rows], sample_ids=pids[rows], owners=pown[rows])
+        exp = nc_benchmark(tr, tensor_dataset(sp.test_x, sp.test_y), 1, task_labels=False, seed=0).train_stream[0]
+        s = ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=1, n_slices=4, rank=16, epochs_per_slice=30,
+                                  eval_data=(sp.test_x, sp.test_y), evaluator=quiet(), seed=seed)
+        s.train(exp)
+        return s
+
+    members, nonmembers = torch.arange(n), torch.arange(n, 2 * n)
+    target = strategy_on(members)
+    assert accuracy_of(target.model_for_forgetting(), px[:n], py[:n]) == 1.0  # memorised
+
+    def shadow(xs, ys, seed):
+        rows = torch.tensor([int((px == r).all(1).nonzero()[0]) for r in xs])
+        return strategy_on(rows, seed + 1).model_for_forgetting()
+
+    lira = LiRA(shadow, px, py, n_shadows=8, seed=1)
+    before = lira.auc(target.model_for_forgetting(), members, nonmembers)
+    assert before >= 0.65, before
+    gone = members[: n // 2]
+    target.forget(ForgetRequest(requester="controller", sample_ids=tuple(pids[gone].tolist())))
+    after = lira.auc(target.model_for_forgetting(), gone, nonmembers)
+    retrained = lira.auc(strategy_on(members[n // 2:]).model_for_forgetting(), gone, nonmembers)
+    assert abs(after - retrained) <= 0.05, (before, after, retrained)
+    assert before - after > 0.15  # the membership signal is gone, not merely jittered

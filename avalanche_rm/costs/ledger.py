@@ -38,6 +38,9 @@ QUANTITIES: dict[str, str] = {
     "energy_dac_pj": "pJ",
     "energy_digital_pj": "pJ",
     "energy_sram_pj": "pJ",
+    "energy_dram_pj": "pJ",
+    "dram_bytes": "B",
+    "digital_ops": "ALU operations",
 }
 
 
@@ -114,6 +117,11 @@ class CostLedger:
                     tot[k] = tot.get(k, 0.0) + float(v)
             if self._n_pending > 4096:
                 self._fold()
+
+    def charge(self, phase: str, charges: dict[str, float]) -> None:
+        """Add a dict of quantities (what :mod:`avalanche_rm.costs.pricing` returns) to ``phase``."""
+        if charges:
+            self.add(phase, **charges)
 
     def add_scaled(self, phase: str, value: torch.Tensor, coefficients: dict[str, float]) -> None:
         """Add ``coef * value`` to each named quantity, for one tensor ``value``.

@@ -1,6 +1,7 @@
-"""Avalanche ``PluginMetric``s and loggers for the hardware bill (energy, latency, pulses, cells, ...)."""
+"""Avalanche ``PluginMetric``s and loggers for the hardware bill and for unlearning verification."""
 from .hardware_metrics import HardwareCostMetric, TrainableParamsMetric, hardware_cost_metrics
 from .loggers import HardwareCSVLogger
-from .unlearning_metrics import UnlearningMetrics, accuracy_of, mia, predict_proba, unlearning_report
+from .unlearning_metrics import UnlearningMetrics
 
-__all__ = ["UnlearningMetrics", "accuracy_of", "mia", "predict_proba", "unlearning_report", "HardwareCSVLogger", "HardwareCostMetric", "TrainableParamsMetric", "hardware_cost_metrics"]
+__all__ = ["HardwareCSVLogger", "HardwareCostMetric", "TrainableParamsMetric", "UnlearningMetrics",
+           "hardware_cost_metrics"]

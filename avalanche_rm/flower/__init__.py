@@ -1,8 +1,9 @@
 """Flower glue: hybrid-chip ClientApps, an adapter-only FedAvg that forgets clients, an in-process Grid."""
-from .client import ADAPTER, ClientData, adapter_model, adapter_record, make_client_app, owner_token
+from .client import ADAPTER, ClientData, adapter_model, adapter_record, make_client_app
+from .forget import EXACT, FederatedForgetRequest, owner_token
 from .grid import InProcessGrid
-from .server import (AdapterFedAvg, FederatedForgetRequest, FederationResult, make_server_app, partition_map,
-                     run_federation)
+from .server import AdapterFedAvg, FederationResult, make_server_app, partition_map, run_federation
 
-__all__ = ["ADAPTER", "AdapterFedAvg", "ClientData", "FederatedForgetRequest", "FederationResult", "InProcessGrid",
-           "adapter_model", "adapter_record", "make_client_app", "make_server_app", "owner_token", "partition_map", "run_federation"]
+__all__ = ["ADAPTER", "EXACT", "AdapterFedAvg", "ClientData", "FederatedForgetRequest", "FederationResult",
+           "InProcessGrid", "adapter_model", "adapter_record", "make_client_app", "make_server_app", "owner_token",
+           "partition_map", "run_federation"]

@@ -3,14 +3,20 @@
 All chips carry the same pre-trained base, but each programs it with its own
 device variability (seed ``base_seed + partition-id``), so their analogue
 weights differ the way real chips do. The programmed chip, the local adapter,
-the cost ledger and the list of forgotten samples live in ``Context.state``
-(never in Python globals, which Ray shares between virtual nodes). Replies
-carry only adapter tensors, ``num-examples`` and the ledger deltas of the round.
+the cost ledger and the forgotten sample ids live in ``Context.state`` (never
+in Python globals, which Ray shares between virtual nodes). Replies carry only
+adapter tensors, ``num-examples`` and the ledger deltas of the round.
+
+With ``shards > 0`` a client trains one adapter per shard of its data (by a hash
+of the sample id) from the round's global adapter and replies with their
+size-weighted average: a sample-level forget request with method ``"exact"``
+then retrains only the affected shards from the same starting point, seeds and
+read-noise stream, which gives exactly the contribution the client would have
+sent had it never held those samples.
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -23,14 +29,18 @@ from torch import nn
 
 from ..hardware.config import HardwareConfig
 from ..nn.model import HybridModel, convert_to_hybrid
-from ..strategies.approx_unlearning import unlearn_loop
 from ..training import train_classifier
+from ..unlearning import get_objective, stop_accuracy, train_objective
+from . import forget as fforget
+from .forget import EXACT, owner_token
 
 ADAPTER = "fl"
 
 # Deserialised chips, keyed by (app, run, node) and checked against the version stored in Context.state:
 # a memo of the state, never a substitute for it (Ray actors serve several nodes; the key keeps them apart).
 _CHIPS: dict[tuple[str, int, int], tuple[int, HybridModel]] = {}
+
+__all__ = ["ADAPTER", "ClientData", "adapter_model", "adapter_record", "make_client_app", "owner_token"]
 
 
 @dataclass
@@ -42,11 +52,6 @@ class ClientData:
     ids: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-
-
-def owner_token(secret: str, partition_id: int) -> str:
-    """The token that proves a forget request comes from the owner of ``partition_id``'s data."""
-    return hmac.new(secret.encode(), f"partition-{partition_id}".encode(), hashlib.sha256).hexdigest()
 
 
 def adapter_record(model: HybridModel) -> ArrayRecord:
@@ -65,14 +70,36 @@ def _ledger_totals(model: HybridModel) -> dict[str, float]:
     return model.ledger.total().as_dict()
 
 
+def shard_of(ids: torch.Tensor, shards: int, salt: int) -> torch.Tensor:
+    """Shard of each sample id (a stable hash: removing samples never moves the others)."""
+    def h(i: int) -> int:
+        return int.from_bytes(hashlib.blake2b(f"{salt}:{i}".encode(), digest_size=8).digest(), "little")
+    return torch.tensor([h(int(i)) % shards for i in ids], dtype=torch.long)
+
+
+def _average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[str, torch.Tensor]:
+    total = float(sum(weights))
+    return {k: sum(s[k].double() * (w / total) for s, w in zip(states, weights)).float() for k in states[0]}
+
+
 def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, int], ClientData],
                     hardware: HardwareConfig, *, rank: int = 4, alpha: float = 8.0, local_epochs: int = 2,
                     lr: float = 1e-2, batch_size: int = 32, base_seed: int = 0, secret: str = "federation-secret",
+                    shards: int = 0, unlearn_epochs: int = 16, cache_data: bool = False,
+                    calibration_fn: Callable[[], torch.Tensor] | None = None,
                     fail_partitions: tuple[int, ...] = ()) -> ClientApp:
-    """Build the ClientApp. ``base_fn()`` returns the pre-trained software base (same on every client);
-    ``data_fn(partition_id, num_partitions)`` returns that client's :class:`ClientData`.
+    """Build the ClientApp.
+
+    ``base_fn()`` returns the pre-trained software base (same on every client);
+    ``data_fn(partition_id, num_partitions)`` returns that client's
+    :class:`ClientData`. ``calibration_fn()`` returns public inputs to calibrate
+    each chip's ADCs after programming. ``shards > 0`` trains sharded adapters
+    (exact sample-level unlearning); ``cache_data`` keeps the client's training
+    data in ``Context.state`` between rounds (forget requests purge it there).
     ``fail_partitions`` makes those clients raise during training (robustness tests).
     """
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 0:
+        raise ValueError(f"shards must be an int >= 0, got {shards!r}")
     app = ClientApp()
     app_key = uuid.uuid4().hex  # two ClientApps in one process never share memo entries
 
@@ -91,16 +118,17 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
             model.ledger.load_state_dict(json.loads(ctx.state.config_records["ledger"]["json"]))
         else:
             # first contact: deploy the base on this client's own chip (its own variability)
-            model.program(seed=base_seed + pid)
+            model.program(seed=base_seed + pid, calibration_data=calibration_fn() if calibration_fn else None)
         return model, pid
 
     def base_version(model: HybridModel) -> str:
-        return ",".join(f"{int(layer.chip_seed)}:{int(layer.drift_calls)}" for layer in model.hybrid_layers())
+        return ",".join(f"{int(layer.array.chip_seed)}:{int(layer.array.drift_calls)}:"
+                        f"{int(layer.array.adc_calibrated)}" for layer in model.hybrid_layers())
 
     def save(ctx: Context, model: HybridModel) -> None:
         sd = model.state_dict()
         adapter = {k: v.contiguous() for k, v in sd.items() if ".lora_" in k}
-        # the analogue part changes only when cells are written or age: store it again only then
+        # the analogue part changes only when cells are written, age or get calibrated: store it again only then
         bv = base_version(model)
         if "chip" not in ctx.state.array_records or ctx.state.config_records["base-version"]["v"] != bv:
             ctx.state["chip"] = ArrayRecord({k: v.contiguous() for k, v in sd.items() if ".lora_" not in k})
@@ -116,14 +144,54 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
             return ctx.state.array_records["forgotten"].to_torch_state_dict()["ids"]
         return torch.zeros(0, dtype=torch.long)
 
-    def local(ctx: Context, pid: int) -> tuple[ClientData, torch.Tensor]:
-        d = data_fn(pid, int(ctx.node_config["num-partitions"]))
+    def local(ctx: Context, pid: int) -> ClientData:
+        """This client's data without what it has forgotten (from the state cache when ``cache_data``)."""
+        if cache_data and "data" in ctx.state.array_records:
+            t = ctx.state.array_records["data"].to_torch_state_dict()
+            d = ClientData(t["x"], t["y"], t["ids"], t["x_test"], t["y_test"])
+        else:
+            d = data_fn(pid, int(ctx.node_config["num-partitions"]))
         keep = ~torch.isin(d.ids, forgotten(ctx))
-        return d, keep
+        d = ClientData(d.x[keep], d.y[keep], d.ids[keep], d.x_test, d.y_test)
+        if cache_data:
+            ctx.state["data"] = ArrayRecord({"x": d.x.contiguous(), "y": d.y, "ids": d.ids,
+                                             "x_test": d.x_test.contiguous(), "y_test": d.y_test})
+        return d
 
     def delta(before: dict, model: HybridModel) -> dict[str, float]:
         now = _ledger_totals(model)
         return {k: float(now[k] - before.get(k, 0.0)) for k in ("energy_pj", "pulses", "cells_programmed")}
+
+    def train_shards(model: HybridModel, d: ClientData, start: dict, rnd: int, pid: int, epochs: int,
+                     only: set[int] | None = None, prev: dict[int, dict] | None = None) -> tuple[dict, int]:
+        """Train every shard (or ``only`` these; the others from ``prev``) from ``start``; returns the average."""
+        sh = shard_of(d.ids, shards, base_seed)
+        states, weights = [], []
+        out: dict[int, dict] = {}
+        for s in range(shards):
+            m = sh == s
+            if not bool(m.any()):
+                continue
+            if only is not None and s not in only and prev is not None and s in prev:
+                out[s] = prev[s]
+            else:
+                model.load_adapter_state_dict(ADAPTER, start)
+                seed = base_seed + 7919 * pid + 104729 * rnd + s
+                with model.fork_read_noise(seed):
+                    train_classifier(model, d.x[m], d.y[m], model.adapter_parameters([ADAPTER]), epochs=epochs, lr=lr,
+                                     batch_size=batch_size, seed=seed, progress=False)
+                out[s] = model.adapter_state_dict(ADAPTER)
+            states.append(out[s])
+            weights.append(int(m.sum()))
+        avg = _average(states, weights)
+        model.load_adapter_state_dict(ADAPTER, avg)
+        return out, sum(weights)
+
+    def store_shards(ctx: Context, start: dict, trained: dict[int, dict], rnd: int, epochs: int) -> None:
+        ctx.state["round-start"] = ArrayRecord({k: v.contiguous() for k, v in start.items()})
+        for s, st in trained.items():
+            ctx.state[f"shard-{s}"] = ArrayRecord({k: v.contiguous() for k, v in st.items()})
+        ctx.state["shard-round"] = ConfigRecord({"round": rnd, "epochs": epochs})
 
     @app.train()
     def train(msg: Message, ctx: Context) -> Message:
@@ -131,18 +199,24 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         if pid in fail_partitions:
             raise RuntimeError(f"client {pid} failed during training")
         before = _ledger_totals(model)
-        model.load_adapter_state_dict(ADAPTER, msg.content["arrays"].to_torch_state_dict())
+        start = msg.content["arrays"].to_torch_state_dict()
+        model.load_adapter_state_dict(ADAPTER, start)
         cfg = msg.content["config"] if "config" in msg.content.config_records else {}
-        d, keep = local(ctx, pid)
-        params = model.adapter_parameters([ADAPTER])
-        n = sum(p.numel() for p in params)
-        losses = train_classifier(model, d.x[keep], d.y[keep], params, epochs=int(cfg.get("local-epochs", local_epochs)),
-                                  lr=lr, batch_size=batch_size, seed=base_seed + pid + 7 * int(cfg.get("server-round", 0)),
-                                  progress=False, on_step=lambda: model.record_update(n, 8.0))
+        rnd = int(cfg.get("server-round", 0))
+        epochs = int(cfg.get("local-epochs", local_epochs))
+        d = local(ctx, pid)
+        if shards:
+            trained, n = train_shards(model, d, start, rnd, pid, epochs)
+            store_shards(ctx, start, trained, rnd, epochs)
+            loss = 0.0
+        else:
+            losses = train_classifier(model, d.x, d.y, model.adapter_parameters([ADAPTER]), epochs=epochs, lr=lr,
+                                      batch_size=batch_size, seed=base_seed + pid + 7 * rnd, progress=False)
+            n, loss = len(d.y), float(losses[-1]) if losses else 0.0
         save(ctx, model)
         arrays = adapter_record(model)
         costs = delta(before, model)
-        metrics = MetricRecord({"num-examples": int(keep.sum()), "train-loss": float(losses[-1]) if losses else 0.0,
+        metrics = MetricRecord({"num-examples": int(n), "train-loss": loss,
                                 "energy-pj": costs["energy_pj"], "pulses": costs["pulses"],
                                 "cells-programmed": costs["cells_programmed"], "bytes-sent": int(arrays.count_bytes()),
                                 "adapter-bytes": int(sum(v.numel() * v.element_size()
@@ -153,7 +227,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
     def evaluate(msg: Message, ctx: Context) -> Message:
         model, pid = load(ctx)
         model.load_adapter_state_dict(ADAPTER, msg.content["arrays"].to_torch_state_dict())
-        d = data_fn(pid, int(ctx.node_config["num-partitions"]))
+        d = local(ctx, pid)
         with torch.no_grad():
             model.eval()
             out = model(d.x_test)
@@ -173,39 +247,71 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         """Honour a forget request from this client's data owner (token checked), else refuse unchanged."""
         pid = int(ctx.node_config["partition-id"])
         cfg = msg.content["config"]
-        if not hmac.compare_digest(str(cfg.get("token", "")), owner_token(secret, pid)):
-            return Message(RecordDict({"metrics": MetricRecord({"refused": 1, "num-examples": 0})}), reply_to=msg)
+        if not fforget.token_ok(secret, pid, cfg.get("token", "")):
+            return Message(RecordDict(fforget.refused("token")), reply_to=msg)
+        try:
+            request = fforget.local_request(cfg, pid)
+        except ValueError as e:
+            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
+        method = request.method or "neg_ce"
+        if request.kind == "samples" and method == EXACT and not shards:
+            return Message(RecordDict(fforget.refused("exact unlearning needs a client with sharded adapters")),
+                           reply_to=msg)
         model, _ = load(ctx)
-        before = _ledger_totals(model)
-        kind = str(cfg.get("kind", ""))
-        d, keep = local(ctx, pid)
-        if kind == "client":
-            ids = d.ids[keep]
-        elif kind == "samples":
-            ids = torch.tensor(list(cfg.get("sample-ids", [])), dtype=torch.long)
-            unknown = ~torch.isin(ids, d.ids[keep])
-            if len(ids) == 0 or bool(unknown.any()):
-                return Message(RecordDict({"metrics": MetricRecord({"refused": 1, "num-examples": 0})}), reply_to=msg)
-        else:
-            return Message(RecordDict({"metrics": MetricRecord({"refused": 1, "num-examples": 0})}), reply_to=msg)
-        m = torch.isin(d.ids, ids)
-        if kind == "samples":
-            # approximate, adapter-only unlearning of the named samples on this chip
+        before_cost = _ledger_totals(model)
+        d = local(ctx, pid)
+        core = fforget.client_core(d.x, d.y, d.ids, pid, (d.x_test, d.y_test))
+        try:
+            core.resolve(request)
+        except ValueError as e:
+            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
+        if "arrays" in msg.content.array_records:
             model.load_adapter_state_dict(ADAPTER, msg.content["arrays"].to_torch_state_dict())
-            params = model.adapter_parameters([ADAPTER])
-            n = sum(p.numel() for p in params)
-            with model.ledger.phase("unlearn"):
-                unlearn_loop(model, params, "neg_ce", (d.x[m], d.y[m]), (d.x[keep & ~m], d.y[keep & ~m]),
-                             epochs=16, lr=lr, batch_size=None, stop_forget_acc=0.1,
-                             after_step=lambda opt: model.record_update(n, 8.0))
-        state_ids = torch.cat([forgotten(ctx), ids])
-        ctx.state["forgotten"] = ArrayRecord({"ids": state_ids})
+
+        def apply(ids: torch.Tensor, req) -> dict:
+            if req.kind == "owner":
+                return {"action": "client leaves; the server drops its contribution"}
+            if method == EXACT:
+                start = ctx.state.array_records["round-start"].to_torch_state_dict()
+                info = ctx.state.config_records["shard-round"]
+                prev = {int(k.split("-")[1]): ctx.state.array_records[k].to_torch_state_dict()
+                        for k in ctx.state.array_records if k.startswith("shard-") and k != "shard-round"}
+                keep = ~torch.isin(d.ids, ids)
+                kept = ClientData(d.x[keep], d.y[keep], d.ids[keep], d.x_test, d.y_test)
+                hit = set(shard_of(ids, shards, base_seed).tolist())
+                trained, _ = train_shards(model, kept, start, int(info["round"]), pid, int(info["epochs"]),
+                                          only=hit, prev=prev)
+                for k in [k for k in ctx.state.array_records if k.startswith("shard-") and k != "shard-round"]:
+                    del ctx.state[k]
+                store_shards(ctx, start, trained, int(info["round"]), int(info["epochs"]))
+                return {"method": EXACT, "retrained_shards": sorted(hit)}
+            objective = get_objective(method)
+            reg = core.registry
+            fg, rt = reg.split(ids)
+            test_acc = float((model(d.x_test).argmax(1) == d.y_test).float().mean()) if len(d.y_test) else None
+            steps = train_objective(model, model.adapter_parameters([ADAPTER]), objective, fg, rt,
+                                    epochs=unlearn_epochs, lr=lr, batch_size=None,
+                                    n_classes=int(torch.cat([d.y, d.y_test]).max()) + 1,
+                                    retained_classes=torch.unique(rt[1]), seed=base_seed + pid,
+                                    stop_forget_acc=stop_accuracy(None, 0, test_acc))
+            return {"method": method, "steps": steps}
+
+        def purge_state(ids: torch.Tensor) -> int:
+            # every later round, evaluation and cache skips them; the cache itself is rewritten without them
+            ctx.state["forgotten"] = ArrayRecord({"ids": torch.cat([forgotten(ctx), ids])})
+            if cache_data and "data" in ctx.state.array_records:
+                local(ctx, pid)
+            return int(len(ids))
+
+        record = core.honour(request, model=model, ledger=model.ledger, apply=apply,
+                             purge=[("client_state", purge_state)], who=f"client {pid}")
         save(ctx, model)
-        costs = delta(before, model)
-        content = {"metrics": MetricRecord({"refused": 0, "num-examples": int((keep & ~m).sum()),
-                                            "forgotten": int(len(ids)), "energy-pj": costs["energy_pj"],
-                                            "pulses": costs["pulses"]})}
-        if kind == "samples":
+        costs = delta(before_cost, model)
+        content = {"metrics": MetricRecord({"refused": 0, "num-examples": int(len(core.registry)),
+                                            "forgotten": int(record["n_samples"]), "energy-pj": costs["energy_pj"],
+                                            "pulses": costs["pulses"]}),
+                   "audit": fforget.audit_record_json(record)}
+        if request.kind == "samples":
             content["arrays"] = adapter_record(model)
         return Message(RecordDict(content), reply_to=msg)
 

@@ -30,6 +30,12 @@ def base_fn(seed: int = 0, public_fraction: float = 0.3) -> nn.Module:
     return m
 
 
+def calibration_fn(seed: int = 0, public_fraction: float = 0.3) -> torch.Tensor:
+    """Public inputs to calibrate every chip's ADCs (the data the base was trained on)."""
+    d = load_digits_split(seed=seed)
+    return d.x_train[_pretrained_state(seed, public_fraction)[1]]
+
+
 def data_fn(partition_id: int, num_partitions: int, seed: int = 0, public_fraction: float = 0.3) -> ClientData:
     """Client ``partition_id`` owns the private training samples assigned to owner ``partition_id``."""
     d = load_digits_split(seed=seed)

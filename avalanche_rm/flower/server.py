@@ -5,17 +5,24 @@ a client recomputes the aggregate without it exactly (for the latest round;
 earlier rounds' influence on the other clients' starting points remains, as in
 every retrain-free federated scheme). Forget requests travel as ``train.forget``
 messages carrying the owner's token; the client checks it, so a request from
-anyone else is refused there and nothing changes.
+anyone else is refused there and nothing changes. As Flower strategies split
+``configure_train``/``aggregate_train``, :class:`AdapterFedAvg` splits
+``configure_forget`` (the message for the client) from ``aggregate_forget``
+(drop or replace its contribution, and the federation's audit entry).
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
+
+from .forget import FederatedForgetRequest
 
 
 def _weighted_average(contribs: dict[int, tuple[ArrayRecord, int]]) -> ArrayRecord | None:
@@ -108,23 +115,35 @@ class AdapterFedAvg(FedAvg):
         self.contributions[node_id] = (arrays, num_examples)
         return _weighted_average(self.contributions)
 
+    # ------------------------------------------------------------ forget requests
+    def configure_forget(self, request: FederatedForgetRequest, node_id: int, arrays: ArrayRecord) -> Message:
+        """The ``train.forget`` message for the client that holds the data (with the global adapter)."""
+        return Message(RecordDict({"arrays": arrays, "config": request.config()}), node_id, "train.forget")
 
-@dataclass
-class FederatedForgetRequest:
-    """``kind="client"`` forgets a whole client; ``kind="samples"`` names sample ids on that client."""
+    def aggregate_forget(self, request: FederatedForgetRequest, node_id: int,
+                         reply: Message | None) -> tuple[ArrayRecord | None, dict]:
+        """Apply a client's forget reply: drop it (whole client) or replace its contribution (samples).
 
-    partition_id: int
-    token: str
-    kind: str = "client"
-    sample_ids: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("client", "samples"):
-            raise ValueError(f"kind must be 'client' or 'samples', got {self.kind!r}")
-        if isinstance(self.partition_id, bool) or not isinstance(self.partition_id, int) or self.partition_id < 0:
-            raise ValueError(f"partition_id must be a non-negative int, got {self.partition_id!r}")
-        if self.kind == "samples" and not self.sample_ids:
-            raise ValueError("a samples request needs sample_ids")
+        Returns the new aggregate (``None`` if nothing changed) and the
+        federation's audit entry (the client's record: ids, digest, metrics, cost).
+        """
+        entry = {"partition_id": request.partition_id, "node": node_id, "kind": request.kind,
+                 "method": request.method, "request_id": request.request_id, "n_samples": len(request.sample_ids)}
+        if reply is None or reply.has_error():
+            return None, {**entry, "status": "failed",
+                          "reason": reply.error.reason if reply is not None and reply.has_error() else "no reply"}
+        metrics = reply.content["metrics"]
+        if int(metrics["refused"]):
+            reason = reply.content["reason"]["reason"] if "reason" in reply.content.config_records else "refused"
+            return None, {**entry, "status": "refused", "reason": f"refused by the client: {reason}"}
+        record = json.loads(reply.content["audit"]["json"]) if "audit" in reply.content.config_records else {}
+        if request.kind == "client":
+            new = self.drop_client(node_id)
+        else:
+            new = self.replace_contribution(node_id, reply.content["arrays"], int(metrics["num-examples"]))
+        return new, {**entry, "status": "honoured", "client_energy_pj": float(metrics.get("energy-pj", 0.0)),
+                     "client_pulses": float(metrics.get("pulses", 0.0)), "remaining_clients": len(self.contributions),
+                     "client_record": record}
 
 
 @dataclass
@@ -134,6 +153,16 @@ class FederationResult:
     audit: list[dict] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
     pending: list[FederatedForgetRequest] = field(default_factory=list)
+
+
+def append_audit(path: str | Path | None, entry: dict) -> None:
+    """One line of the federation audit log (JSON lines)."""
+    if path is None:
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a") as f:
+        f.write(json.dumps(entry, default=float) + "\n")
 
 
 def partition_map(grid: Grid) -> dict[int, int]:
@@ -148,11 +177,14 @@ def partition_map(grid: Grid) -> dict[int, int]:
 
 def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRecord, num_rounds: int,
                    forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None,
-                   train_config: dict | None = None, queue_offline: bool = True) -> FederationResult:
+                   train_config: dict | None = None, queue_offline: bool = True,
+                   audit_path: str | Path | None = None) -> FederationResult:
     """The ServerApp loop: train/evaluate rounds, forget requests honoured after their scheduled round.
 
     A request for a client that is offline is kept in ``result.pending`` and
     retried after every later round (``queue_offline=True``), or refused at once.
+    Every honoured or refused request is appended to the federation audit log
+    (``audit_path``, JSON lines).
     """
     if num_rounds < 1:
         raise ValueError(f"num_rounds must be >= 1, got {num_rounds!r}")
@@ -173,43 +205,38 @@ def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRec
                             "clients": len(replies)})
         due, res.pending = res.pending + list(forget_schedule.get(rnd, [])), []
         for req in due:
-            arrays = _honour(grid, strategy, arrays, req, rnd, res, queue_offline)
+            arrays = _honour(grid, strategy, arrays, req, rnd, res, queue_offline, audit_path)
     res.arrays = arrays
     return res
 
 
-def _honour(grid, strategy, arrays, req: FederatedForgetRequest, rnd: int, res: FederationResult,
-            queue_offline: bool = True):
-    nodes = partition_map(grid)
-    node = nodes.get(req.partition_id)
-    entry = {"round": rnd, "partition_id": req.partition_id, "kind": req.kind, "n_samples": len(req.sample_ids)}
+def _honour(grid, strategy: AdapterFedAvg, arrays, req: FederatedForgetRequest, rnd: int, res: FederationResult,
+            queue_offline: bool = True, audit_path=None):
+    node = partition_map(grid).get(req.partition_id)
     if node is None:
         if queue_offline:
             res.pending.append(req)
         else:
-            res.refused.append({**entry, "reason": "client offline or unknown"})
+            entry = {"round": rnd, "partition_id": req.partition_id, "kind": req.kind, "method": req.method,
+                     "request_id": req.request_id, "status": "refused", "reason": "client offline or unknown"}
+            res.refused.append(entry)
+            append_audit(audit_path, entry)
         return arrays
-    cfg = {"token": req.token, "kind": req.kind, "sample-ids": list(req.sample_ids)}
     t0 = time.perf_counter()
-    reply = list(grid.send_and_receive([Message(RecordDict({"arrays": arrays, "config": ConfigRecord(cfg)}), node,
-                                                "train.forget")]))
-    if not reply or reply[0].has_error() or int(reply[0].content["metrics"]["refused"]):
-        res.refused.append({**entry, "reason": "refused by the client (token or ids)"})
+    replies = list(grid.send_and_receive([strategy.configure_forget(req, node, arrays)]))
+    new, entry = strategy.aggregate_forget(req, node, replies[0] if replies else None)
+    entry = {"round": rnd, **entry, "wall_time_s": time.perf_counter() - t0}
+    append_audit(audit_path, entry)
+    if entry["status"] != "honoured":
+        res.refused.append(entry)
         return arrays
-    m = reply[0].content["metrics"]
-    if req.kind == "client":
-        new = strategy.drop_client(node)
-    else:
-        new = strategy.replace_contribution(node, reply[0].content["arrays"], int(m["num-examples"]))
-    res.audit.append({**entry, "node": node, "wall_time_s": time.perf_counter() - t0,
-                      "client_energy_pj": float(m.get("energy-pj", 0.0)), "client_pulses": float(m.get("pulses", 0.0)),
-                      "remaining_clients": len(strategy.contributions)})
+    res.audit.append(entry)
     return new if new is not None else arrays
 
 
 def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num_rounds: int = 3,
                     forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None, schedule_fn=None,
-                    on_result=None):
+                    on_result=None, audit_path: str | Path | None = None):
     """A Flower ``ServerApp`` running :func:`run_federation` over adapter-only FedAvg.
 
     ``run_config`` (``[tool.flwr.app.config]`` under ``flwr run``) may set
@@ -230,7 +257,8 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
         model = adapter_model(base_fn, hardware, rank, alpha)
         strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
         sched = schedule_fn(dict(context.run_config)) if schedule_fn is not None else forget_schedule
-        result = run_federation(grid, strategy, adapter_record(model), rounds, sched)
+        result = run_federation(grid, strategy, adapter_record(model), rounds, sched,
+                                audit_path=context.run_config.get("audit-path", audit_path))
         if on_result is not None:
             on_result(result)
 

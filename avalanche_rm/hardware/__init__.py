@@ -1,24 +1,36 @@
-"""Hybrid resistive-memory hardware models (torch/numpy only).
+"""Hybrid resistive-memory hardware models (torch only): what the chip is and does, never what it costs.
 
-- :mod:`.device`: the RM cell (window, levels, noise, drift, faults, pulse energy);
-- :mod:`.programming`: write-verify loop;
-- :mod:`.crossbar`: tiling, weight/conductance mapping, analogue MVM and its energy;
-- :mod:`.digital`: the digital unit holding LoRA branches;
+- :mod:`.device`: the RM cell (window, levels, faults) and the models it selects:
+  :mod:`.noise_models` (programming and read noise), :mod:`.drift` (relaxation);
+- :mod:`.programming`: the write-verify loop;
+- :mod:`.crossbar`: tiling, weight/conductance mapping, DAC/ADC and the analogue MVM;
+- :mod:`.array`: one layer's cells and periphery state (program, reprogram, drift, ADC calibration, read);
+- :mod:`.digital`: the digital unit holding the LoRA branches;
 - :mod:`.presets`: named, cited configurations.
+Pricing lives in :mod:`avalanche_rm.costs.pricing`.
 """
+from .array import AnalogArray
 from .config import HardwareConfig
 from .crossbar import CrossbarConfig
 from .device import RMDeviceConfig
 from .digital import DigitalUnitConfig, fake_quantize
+from .drift import LogGaussianDrift, NoDrift, PowerLawDrift
+from .noise_models import ProgrammingNoise, ReadNoise
 from .presets import get_preset, list_presets
 from .programming import ProgrammingReport, WriteVerifyResult, write_verify
 
 __all__ = [
+    "AnalogArray",
     "CrossbarConfig",
     "DigitalUnitConfig",
     "HardwareConfig",
+    "LogGaussianDrift",
+    "NoDrift",
+    "PowerLawDrift",
+    "ProgrammingNoise",
     "ProgrammingReport",
     "RMDeviceConfig",
+    "ReadNoise",
     "WriteVerifyResult",
     "fake_quantize",
     "get_preset",

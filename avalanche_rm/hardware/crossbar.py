@@ -23,6 +23,7 @@ SCALE_MODES = ("tensor", "column")
 # floor of the DAC scale: n_d / floor stays finite in float32, and an all-zero input still codes to 0
 ALPHA_FLOOR = 1e-30
 FAILURE_POLICIES = ("report", "remap")
+ADC_RANGES = ("calibrated", "worst_case")
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,15 @@ class CrossbarConfig:
     ``g_min`` for zero; ``mapping="offset"`` stores it on one cell around
     ``g_zero_us`` with a reference current subtracted before the ADC (the
     reference chip's scheme: 20-80 uS, zero at 50 uS).
-    ``adc_range_fraction`` is the ADC full scale as a fraction of the largest
-    current a tile column can carry; ``1.0`` never clips.
+    ADC ranges (``adc_range``): ``"calibrated"`` (default) sets each ADC's full
+    scale from calibration inputs, at the ``adc_calibration_percentile`` of the
+    partial sums its columns produced (as chips do: NeuRRAM calibrates its
+    cores on data, ISAAC sizes ADCs for the observed range, aihwkit bounds
+    outputs with ``out_bound`` and bound management, CrossSim calibrates
+    ``calibrated_range`` on data); ``"worst_case"`` uses the largest current the
+    ADC's columns can carry for inputs in [-1, 1], which never clips but leaves
+    typical partial sums a few codes wide. ``adc_range_fraction`` scales either
+    range (headroom < 1 trades clipping for resolution).
     ``failure_policy``: cells that never converge are always reported per tile;
     ``"remap"`` also moves each affected weight column of a tile onto one of its
     ``spare_cols`` spare columns (fresh cells, programmed and charged).
@@ -47,6 +55,8 @@ class CrossbarConfig:
     weight_scale: str = "tensor"
     dac_bits: int | None = 8
     adc_bits: int | None = 8
+    adc_range: str = "calibrated"
+    adc_calibration_percentile: float = 99.9
     adc_range_fraction: float = 1.0
     adc_energy_pj: float = 2.0
     adc_time_ns: float = 10.0
@@ -70,6 +80,11 @@ class CrossbarConfig:
             check_int(o, "dac_bits", self.dac_bits, 2)
         if self.adc_bits is not None:
             check_int(o, "adc_bits", self.adc_bits, 2)
+        check_choice(o, "adc_range", self.adc_range, ADC_RANGES)
+        pct = check_positive(o, "adc_calibration_percentile", self.adc_calibration_percentile)
+        if pct > 100.0:
+            raise ValueError(f"{o}.adc_calibration_percentile must lie in (0, 100], got "
+                             f"{self.adc_calibration_percentile!r}")
         frac = check_positive(o, "adc_range_fraction", self.adc_range_fraction)
         if frac > 1.0:
             raise ValueError(f"{o}.adc_range_fraction must lie in (0, 1], got {self.adc_range_fraction!r}")
@@ -85,6 +100,11 @@ class CrossbarConfig:
     @property
     def cells_per_weight(self) -> int:
         return 2 if self.mapping == "differential" else 1
+
+    @property
+    def cells_per_read(self) -> int:
+        """Cells whose read noise a sensed output sees: a differential pair, or a cell and its reference cell."""
+        return 2
 
     @property
     def weights_per_tile_col(self) -> int:
@@ -160,30 +180,78 @@ def weight_to_conductance(xbar: CrossbarConfig, device: RMDeviceConfig, weight: 
     return (g0 + weight * s).clamp_(device.g_min_us, device.g_max_us).unsqueeze(0)
 
 
-def delta_conductance(xbar: CrossbarConfig, device: RMDeviceConfig, g_us: torch.Tensor) -> torch.Tensor:
-    """Signed conductance that the column sensing sees (drops the cell axis), in uS."""
+def reference_per_column(xbar: CrossbarConfig, g_ref_us: torch.Tensor, out_features: int) -> torch.Tensor:
+    """Reference conductances ``[n_out_tiles, in]`` laid out per weight column, ``[in, out]``."""
+    return g_ref_us.t().repeat_interleave(xbar.weights_per_tile_col, dim=1)[:, :out_features]
+
+
+def delta_conductance(xbar: CrossbarConfig, device: RMDeviceConfig, g_us: torch.Tensor,
+                      g_ref_us: torch.Tensor | None = None) -> torch.Tensor:
+    """Signed conductance that the column sensing sees, ``[in, out]`` in uS.
+
+    Differential pairs: ``G+ - G-``. Offset mapping: the cell minus its tile's
+    reference cell on the same row (``g_ref_us [n_out_tiles, in]``; without it, an
+    ideal reference at the zero conductance).
+    """
     if xbar.mapping == "differential":
         return g_us[0] - g_us[1]
-    return g_us[0] - zero_conductance_us(xbar, device)
+    if g_ref_us is None:
+        return g_us[0] - zero_conductance_us(xbar, device)
+    return g_us[0] - reference_per_column(xbar, g_ref_us, g_us.shape[-1])
+
+
+
+
+# ------------------------------------------------------------------ ADC ranges
+def column_groups(xbar: CrossbarConfig, out_features: int) -> torch.Tensor:
+    """ADC index of every weight column: ``col_mux`` neighbouring outputs of a tile share one ADC."""
+    return torch.arange(out_features) // xbar.col_mux
+
+
+def _per_group_max(xbar: CrossbarConfig, per_column: torch.Tensor) -> torch.Tensor:
+    """Each column's value replaced by the largest in its ADC group, ``[out]``."""
+    out = per_column.numel()
+    k = xbar.col_mux
+    pad = (-out) % k
+    padded = torch.nn.functional.pad(per_column, (0, pad))
+    return padded.view(-1, k).amax(dim=1).repeat_interleave(k)[:out]
+
+
+def worst_case_full_scale_us(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: "TileGrid") -> torch.Tensor:
+    """Per-column ADC full scale ``[out]`` (uS x normalised input) that never clips.
+
+    The largest current a tile column can carry for inputs in [-1, 1] is its
+    ``sum_rows |dG|``; every ADC is sized for the worst of its columns over all
+    input tiles, times ``adc_range_fraction``.
+    """
+    a = dg_us.abs()
+    if grid.n_in_tiles > 1:
+        a = tile_layout(a, grid, xbar.rows).sum(1).amax(0)
+    else:
+        a = a.sum(0)
+    fs = _per_group_max(xbar, a) * xbar.adc_range_fraction
+    return torch.where(fs > 0, fs, torch.ones_like(fs))
+
+
+def calibrated_full_scale_us(xbar: CrossbarConfig, abs_partials_us: torch.Tensor) -> torch.Tensor:
+    """Per-column ADC full scale ``[out]`` from observed partial sums ``[n, out]`` (uS x normalised input).
+
+    Each ADC gets the ``adc_calibration_percentile`` of the magnitudes its
+    columns produced (all input tiles pooled), times ``adc_range_fraction``.
+    """
+    n, out = abs_partials_us.shape
+    k = xbar.col_mux
+    pad = (-out) % k
+    v = torch.nn.functional.pad(abs_partials_us, (0, pad)).view(n, -1, k).permute(1, 0, 2).reshape(-1, n * k)
+    kth = max(1, min(v.shape[1], int(round(xbar.adc_calibration_percentile / 100.0 * v.shape[1]))))
+    fs = v.kthvalue(kth, dim=1).values.repeat_interleave(k)[:out] * xbar.adc_range_fraction
+    return torch.where(fs > 0, fs, torch.ones_like(fs))
 
 
 # ------------------------------------------------------------------ MVM
-def adc_full_scale_us(xbar: CrossbarConfig, dg_tiles_us: torch.Tensor) -> torch.Tensor:
-    """ADC full scale (uS x normalised input) calibrated on the programmed array.
-
-    The largest current any tile column can carry for inputs in [-1, 1] is
-    ``max_col sum_rows |dG|``; the ADC range is ``adc_range_fraction`` of it
-    (CrossSim's "calibrated range"). ``1.0`` never clips; smaller values trade
-    clipping of rare large sums for finer steps.
-    """
-    worst = dg_tiles_us.abs().sum(dim=1).amax()
-    worst = torch.where(worst > 0, worst, torch.ones_like(worst))
-    return (xbar.adc_range_fraction * worst).reshape(())
-
-
 @dataclass
 class MVMResult:
-    """Output of :func:`analog_linear` plus what the cost model needs."""
+    """Output of :func:`analog_mvm` plus the counts the cost model needs."""
 
     y: torch.Tensor          # [B, out], weight units
     codes: torch.Tensor      # [B, in], DAC codes (integers when dac_bits is set)
@@ -193,62 +261,33 @@ class MVMResult:
 
 @dataclass
 class PreparedMVM:
-    """What :func:`analog_linear` derives from the programmed state alone (layers cache it between reads).
+    """What :func:`analog_mvm` derives from the cells and the ADC ranges alone (arrays cache it between reads).
 
-    ``w``: conductances in ADC codes per DAC code, ``[in, out]`` for one input
-    tile (or no ADC), else ``[n_in_tiles, rows, out]`` zero-padded;
-    ``nd_adc``: uS per ADC code times the DAC full scale (``None`` without ADC);
-    ``out_factor``: output codes -> weight units, per unit of input abs-max.
+    ``w``: signed conductance per DAC code, ``[in, out]`` (one input tile, or no
+    ADC) or ``[n_in_tiles, rows, out]`` zero-padded; with an ADC it is divided
+    by each column's ADC step, so partial sums come out in ADC codes.
+    ``inv_step``: 1 / ADC step per column (``None`` without ADC), for read noise
+    drawn in uS. ``out_factor``: output codes (or uS) -> weight units per unit
+    of input abs-max, ``[out]`` or a scalar.
     """
 
     w: torch.Tensor
-    nd_adc: torch.Tensor | None
+    inv_step: torch.Tensor | None
     out_factor: torch.Tensor
 
 
 def prepare_mvm(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor,
                 scale_us: torch.Tensor) -> PreparedMVM:
-    """Fold the ADC step, tiling and weight scale into tensors that stay valid until the cells change."""
+    """Fold the DAC scale, tiling, ADC steps and weight scale into tensors valid until the cells change."""
     n_d = dac_levels(xbar)
     if xbar.adc_bits is None:
-        return PreparedMVM(dg_us, None, 1.0 / (n_d * scale_us))
-    adc_step = adc_fs_us / adc_levels(xbar)         # uS x (normalised input) per ADC code
-    nd_adc = n_d * adc_step
-    w = dg_us * (1.0 / nd_adc)                      # ADC codes per DAC code
+        return PreparedMVM(dg_us / n_d, None, 1.0 / scale_us)
+    step = adc_fs_us / adc_levels(xbar)             # uS x (normalised input) per ADC code, [out]
+    w = dg_us / (n_d * step)                        # ADC codes per DAC code
     if grid.n_in_tiles > 1:
-        pad = grid.in_padded - grid.in_features
-        w = (torch.nn.functional.pad(w, (0, 0, 0, pad)) if pad else w).view(grid.n_in_tiles, xbar.rows, -1)
-    return PreparedMVM(w, nd_adc, nd_adc / (n_d * scale_us))
-
-
-def analog_linear(xbar: CrossbarConfig, device: RMDeviceConfig, x: torch.Tensor, dg_us: torch.Tensor | None,
-                  scale_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor, read_noise: bool = True,
-                  noise: NormalSource | None = None, prepared: PreparedMVM | None = None,
-                  workspace: Workspace | None = None) -> MVMResult:
-    """``x @ W^T`` computed the way the crossbar does it, in as few passes as possible.
-
-    1. DAC: per-sample abs-max ``alpha``; inputs become integer codes in
-       ``[-n_d, n_d]`` (``n_d = 2^(dac_bits-1) - 1``).
-    2. Each input tile (``rows`` inputs) drives its columns: partial sums
-       ``codes_tile @ dG_tile`` (signed conductance ``dg_us``, input-major
-       ``[in, out]``).
-    3. Read noise: Gaussian per cell per read; the sum of a column's cell errors
-       is drawn directly as ``sigma * ||codes_tile|| * sqrt(cells_per_weight)``
-       (the same distribution, one draw per column read instead of one per cell).
-       Draws come from ``noise`` (a chip's :class:`NormalSource`), else from
-       torch's global generator.
-    4. ADC: each tile's column sum is clipped to the calibrated full scale and
-       rounded to one of ``2 n_a + 1`` codes; tiles are then added digitally.
-    The ADC step is folded into the conductances before the matmul, so the
-    partial sums come out directly in ADC codes. ``prepared`` is
-    :func:`prepare_mvm`'s result if the caller keeps one (``dg_us`` is then unused).
-    With a ``workspace`` the temporaries reuse its storage, and ``codes`` in the
-    result stay valid only until the next call with that workspace.
-    """
-    if prepared is None:
-        prepared = prepare_mvm(xbar, dg_us, grid, adc_fs_us, scale_us)
-    alpha, buf, codes = dac_encode(xbar, x, input_pad(xbar, grid), workspace)
-    return analog_mvm(xbar, device, buf, codes, alpha, grid, prepared, read_noise, noise, workspace)
+        w = tile_layout(w, grid, xbar.rows)
+    # each column's ADCs share one range over the input tiles, so the step folds into the output factor
+    return PreparedMVM(w, 1.0 / step, step / scale_us)
 
 
 def dac_levels(xbar: CrossbarConfig) -> float:
@@ -294,13 +333,26 @@ def dac_encode(xbar: CrossbarConfig, x: torch.Tensor, pad: int = 0,
     return alpha, buf, codes
 
 
-def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, buf: torch.Tensor, codes: torch.Tensor,
-               alpha: torch.Tensor, grid: TileGrid, prepared: PreparedMVM, read_noise: bool = True,
-               noise: NormalSource | None = None, workspace: Workspace | None = None) -> MVMResult:
-    """Steps 2-4 of :func:`analog_linear` on DAC codes (``buf``: codes with their zero tail, see :func:`dac_encode`)."""
+def analog_mvm(xbar: CrossbarConfig, read_sigma_us: float, buf: torch.Tensor, codes: torch.Tensor,
+               alpha: torch.Tensor, grid: TileGrid, prepared: PreparedMVM, noise: NormalSource | None = None,
+               workspace: Workspace | None = None, tap=None, quantize: bool = True) -> MVMResult:
+    """``x @ W^T`` the way the crossbar computes it, from DAC codes (see :func:`dac_encode`).
+
+    1. Each input tile (``rows`` inputs) drives its columns: partial sums
+       ``codes_tile @ dG_tile``.
+    2. Read noise (``read_sigma_us`` per column read and unit input norm, see
+       :meth:`~avalanche_rm.hardware.noise_models.ReadNoise.column_sigma_us`):
+       one Gaussian per column read from ``noise`` (a chip's
+       :class:`NormalSource`), else torch's generator.
+    3. ADC: each tile's column sum is clipped to its column's full scale and
+       rounded to one of ``2 n_a + 1`` codes; tiles are then added digitally.
+    ``tap(partials_us)`` (calibration) receives each call's partial sums in uS x
+    normalised input, ``[n_in_tiles, n, out]``, before the ADC; ``quantize=False``
+    bypasses the ADC (an ideal readout, as during calibration).
+    """
     n_d = dac_levels(xbar)
     b, t = codes.shape[0], grid.n_in_tiles
-    sigma = device.read_noise_sigma_us * math.sqrt(xbar.cells_per_weight) if read_noise else 0.0
+    sigma = read_sigma_us
     sq = None
     if sigma > 0:
         sqb = torch.mul(buf, buf, out=scratch(workspace, "codes_sq", tuple(buf.shape), buf))
@@ -316,8 +368,10 @@ def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, buf: torch.Tensor, 
         y = codes @ w
         if sigma > 0:
             # without per-tile rounding the tiles' noises add up: one draw per output
-            norm = sq.sum(-1, keepdim=True).sqrt_().mul_(sigma)
+            norm = sq.sum(-1, keepdim=True).sqrt_().mul_(sigma / n_d)
             y.addcmul_(draws(tuple(y.shape)), norm)
+        if tap is not None:
+            tap(y.unsqueeze(0))
     else:
         n_a = adc_levels(xbar)
         if t == 1:
@@ -325,12 +379,18 @@ def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, buf: torch.Tensor, 
         else:
             partial = torch.bmm(buf.view(b, t, xbar.rows).transpose(0, 1), w,
                                 out=scratch(workspace, "partial", (t, b, w.shape[-1]), buf))  # [T, B, out]
+        if tap is not None:
+            tap(partial * (1.0 / prepared.inv_step))
         if sigma > 0:
-            norm = sqb.view(b, t, -1).sum(-1).t().unsqueeze(-1).sqrt_().mul_(sigma / prepared.nd_adc)
-            partial.addcmul_(draws(tuple(partial.shape)), norm)
-        partial.clamp_(-n_a, n_a).round_()
+            # noise in uS per unit input norm, converted to each column's ADC codes
+            norm = sqb.view(b, t, -1).sum(-1).t().unsqueeze(-1).sqrt_().mul_(sigma / n_d)
+            z = torch.mul(draws(tuple(partial.shape)), prepared.inv_step,
+                          out=scratch(workspace, "noise", tuple(partial.shape), buf))
+            partial.addcmul_(z, norm)
+        if quantize:
+            partial.clamp_(-n_a, n_a).round_()
         y = partial.sum(0) if t > 1 else partial[0]
-    # back to weight units: y_code * (uS per code) * alpha / (n_d * uS per weight unit)
+    # back to weight units: y * (uS per code) * alpha / (uS per weight unit)
     if prepared.out_factor.numel() == 1:
         y = y.mul_(alpha * prepared.out_factor)
     else:
@@ -339,62 +399,32 @@ def analog_mvm(xbar: CrossbarConfig, device: RMDeviceConfig, buf: torch.Tensor, 
 
 
 def tile_layout(dg_us: torch.Tensor, grid: TileGrid, rows: int) -> torch.Tensor:
-    """Input-major ``[in, out]`` signed conductances -> ``[n_in_tiles, rows, out]`` (zero-padded)."""
+    """Input-major ``[in, out]`` tensor -> ``[n_in_tiles, rows, out]`` (zero-padded)."""
     w = dg_us
     if grid.in_padded != grid.in_features:
         w = torch.nn.functional.pad(w, (0, 0, 0, grid.in_padded - grid.in_features))
-    return w.reshape(grid.n_in_tiles, rows, grid.out_features)
+    return w.reshape(grid.n_in_tiles, rows, w.shape[-1])
 
 
-# ------------------------------------------------------------------ energy
-@dataclass
-class MVMCost:
-    """Counted quantities of a batch of analogue MVMs.
+def mvm_counts(codes: torch.Tensor, g_row_sum_us: torch.Tensor, dac_quantised: bool,
+               codes_sq: torch.Tensor | None = None,
+               workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a batch of MVMs physically does: ``(driven rows, sum over rows of code^2 * G_row)`` (0-d tensors).
 
-    ``driven_rows`` and ``cell_energy_pj`` are tensors (left on device); the
-    other counters are linear in ``driven_rows`` or fixed by the shapes.
-    """
-
-    driven_rows: torch.Tensor
-    cell_energy_pj: torch.Tensor
-    macs_per_row: float
-    dac_per_row: float
-    dac_energy_pj_per_row: float
-    adc_conversions: float
-    adc_energy_pj: float
-    latency_ns: float
-
-
-def mvm_cost(xbar: CrossbarConfig, device: RMDeviceConfig, codes: torch.Tensor, code_full_scale: float,
-             g_row_sum_us: torch.Tensor, grid: TileGrid, n_vectors: int, cells_per_weight: int,
-             codes_sq: torch.Tensor | None = None, workspace: Workspace | None = None) -> MVMCost:
-    """Energy of ``n_vectors`` MVMs: DAC per driven row, cells, ADC per column read.
-
-    Only rows whose input is non-zero are driven (event-driven), so a silent
-    input costs no DAC conversion, no cell current and no analogue MAC.
-    ``codes / code_full_scale`` is the DAC-normalised input in ``[-1, 1]``,
-    ``[n_vectors, in]`` (``codes_sq``: its square, if already computed);
-    ``g_row_sum_us`` is the total conductance on each input row ``[in]``.
+    Only rows whose input is non-zero are driven (event-driven). ``g_row_sum_us``
+    is the total conductance on each input row ``[in]`` (every cell a driven row
+    passes current through, reference cells included). Both stay on the device.
     """
     shape = tuple(codes.shape)
     sq = codes_sq
     if sq is None:
         sq = torch.mul(codes, codes, out=scratch(workspace, "cost_sq", shape, codes))
-    if xbar.dac_bits is not None:
+    if dac_quantised:
         # integer codes: min(code^2, 1) is the driven-row indicator (count_nonzero is single-threaded)
         driven = torch.clamp(sq, max=1.0, out=scratch(workspace, "cost_ind", shape, codes)).sum()
     else:
-        driven = torch.count_nonzero(sq)
-    # cell energy = sum_i V_read^2 |x_i|^2 G_row_i t_read  (input amplitude scales the read voltage)
-    v2t = device.read_voltage_v ** 2 * device.read_time_ns * 1e-3 / code_full_scale ** 2
-    cell_e = torch.dot(sq.sum(0), g_row_sum_us) * v2t
-    # differential pairs are sensed as one current difference: one conversion per weight column
-    adc_conv = float(n_vectors * grid.n_in_tiles * grid.out_features)
-    # tiles run in parallel; each vector needs col_mux sequential ADC rounds
-    per_vec_ns = device.read_time_ns + xbar.col_mux * xbar.adc_time_ns
-    return MVMCost(driven, cell_e, float(grid.out_features * cells_per_weight), float(grid.n_out_tiles),
-                   grid.n_out_tiles * xbar.dac_energy_pj, adc_conv, adc_conv * xbar.adc_energy_pj,
-                   n_vectors * per_vec_ns)
+        driven = torch.count_nonzero(sq).to(codes.dtype)
+    return driven, torch.dot(sq.sum(0), g_row_sum_us)
 
 
 def failures_per_tile(xbar: CrossbarConfig, failed: torch.Tensor, grid: TileGrid) -> torch.Tensor:

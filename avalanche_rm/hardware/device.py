@@ -7,11 +7,12 @@ functions below apply its physics to whole tensors of cells at once.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
 
+from .drift import DriftModel, LogGaussianDrift, NoDrift, PowerLawDrift
+from .noise_models import ProgrammingNoise, ReadNoise
 from ._validate import (
     check_choice,
     check_finite,
@@ -119,19 +120,26 @@ class RMDeviceConfig:
         """Copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    # ------------------------------------------------------------------ models the config selects
+    def programming_noise(self) -> ProgrammingNoise:
+        """Per-pulse programming-noise model (a constant or aihwkit's polynomial in g/g_max)."""
+        coeffs = self.prog_noise_poly_us if self.prog_noise_poly_us is not None \
+            else (self.prog_noise_rel_sigma * self.g_max_us,)
+        return ProgrammingNoise(tuple(coeffs), self.g_max_us)
 
-# ---------------------------------------------------------------------- physics
-def prog_sigma_us(device: RMDeviceConfig, g_us: torch.Tensor) -> torch.Tensor:
-    """Per-pulse programming noise sigma (uS) for cells aiming at ``g_us``."""
-    if device.prog_noise_poly_us is None:
-        return torch.full_like(g_us, device.prog_noise_rel_sigma * device.g_max_us)
-    x = g_us / device.g_max_us
-    sigma = torch.zeros_like(g_us)
-    for c in reversed(device.prog_noise_poly_us):  # Horner
-        sigma = sigma * x + c
-    return sigma.clamp_min(0.0)
+    def read_noise(self) -> ReadNoise:
+        return ReadNoise(self.read_noise_sigma_us)
+
+    def drift_law(self) -> DriftModel:
+        """The drift model named by ``drift_model`` with this device's parameters."""
+        if self.drift_model == "power_law":
+            return PowerLawDrift(self.drift_t0_s, self.drift_nu_mean, self.drift_nu_std)
+        if self.drift_model == "log_gaussian":
+            return LogGaussianDrift(self.drift_t0_s, self.drift_mean_us_per_ln_s, self.drift_std_us_per_sqrt_ln_s)
+        return NoDrift()
 
 
+# ---------------------------------------------------------------------- level coding and faults
 def quantize_to_levels(device: RMDeviceConfig, g_us: torch.Tensor) -> torch.Tensor:
     """Integer level index (0 .. n_levels-1) closest to each conductance."""
     if device.n_levels is None:
@@ -146,7 +154,7 @@ def level_to_conductance(device: RMDeviceConfig, level: torch.Tensor) -> torch.T
 
 
 def level_dtype(n_levels: int | None) -> torch.dtype:
-    """Smallest dtype that stores a target: a level index, or float32 for a continuous device."""
+    """Smallest dtype that stores a target level index (or its negative), or float32 for a continuous device."""
     if n_levels is None:
         return torch.float32
     if n_levels <= 128:
@@ -171,53 +179,7 @@ def fault_mask(device: RMDeviceConfig, n_cells: int, generator: torch.Generator,
     return code
 
 
-def apply_drift(device: RMDeviceConfig, g_us: torch.Tensor, t_from_s: float, t_to_s: float,
-                generator: torch.Generator, nu: torch.Tensor | None = None) -> torch.Tensor:
-    """Conductances after ageing from ``t_from_s`` to ``t_to_s`` seconds after programming.
-
-    Both models compose exactly (drifting 0->a then a->b equals 0->b in
-    distribution), so a layer can keep only its current conductances:
-    - ``power_law`` (PCM, Nandakumar 2019 / aihwkit): g(t) = g(t1) * ((t + t0)/(t1 + t0))^-nu
-      with a fixed per-cell ``nu`` (pass it in so that repeated drifts reuse it);
-    - ``log_gaussian`` (RRAM relaxation, IBM CMO-ReRAM in aihwkit): Brownian in
-      ln(t + t0): mean ``drift_mean_us_per_ln_s`` and std ``drift_std_us_per_sqrt_ln_s``
-      per unit of ln-time.
-    Results are clamped to the conductance window.
-    """
-    if t_to_s < t_from_s:
-        raise ValueError(f"drift time must not go backwards: from {t_from_s} s to {t_to_s} s")
-    if device.drift_model == "none" or t_to_s == t_from_s:
-        return g_us
-    t0 = device.drift_t0_s
-    dln = math.log(t_to_s + t0) - math.log(t_from_s + t0)
-    if device.drift_model == "power_law":
-        if nu is None:
-            nu = drift_nu(device, g_us.numel(), generator).to(g_us.device).view_as(g_us)
-        out = g_us * torch.exp(-nu * dln)
-    else:
-        noise = torch.randn(g_us.shape, generator=generator, device=generator.device).to(g_us.device)
-        out = g_us + device.drift_mean_us_per_ln_s * dln + device.drift_std_us_per_sqrt_ln_s * math.sqrt(dln) * noise
-    return out.clamp_(device.g_min_us, device.g_max_us)
-
-
-def drift_nu(device: RMDeviceConfig, n_cells: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-cell drift exponents for the power-law model (non-negative)."""
-    nu = device.drift_nu_mean + device.drift_nu_std * torch.randn(n_cells, generator=generator,
-                                                                   device=generator.device)
-    return nu.clamp_min_(0.0)
-
-
-def pulse_energy_pj(device: RMDeviceConfig, g_us: torch.Tensor | float, n_pulses: int = 1) -> torch.Tensor | float:
-    """Energy of ``n_pulses`` write pulses through cells whose conductances sum to ``g_us``.
-
-    E = V^2 G t_pw + V^2 C_wire per pulse (MLP+NeuroSim ``Cell.cpp`` write-energy
-    model); linear in G, so a batch of pulses is priced from its conductance sum.
-    V^2 [V^2] * G [uS] * t [ns] = 1e-15 J = 1e-3 pJ; V^2 * C [fF] = 1e-15 J.
-    """
-    v2 = device.pulse_voltage_v ** 2
-    return v2 * device.pulse_width_ns * 1e-3 * g_us + n_pulses * v2 * device.wire_capacitance_ff * 1e-3
-
-
-def verify_energy_pj(device: RMDeviceConfig, g_us: torch.Tensor | float, n_reads: int = 1) -> torch.Tensor | float:
-    """Energy of ``n_reads`` verify reads (cell read plus sense amplifier/ADC) of total conductance ``g_us``."""
-    return device.verify_voltage_v ** 2 * device.verify_time_ns * 1e-3 * g_us + n_reads * device.verify_sense_energy_pj
+def stuck_value_us(device: RMDeviceConfig, code: torch.Tensor, g_us: torch.Tensor) -> torch.Tensor:
+    """``g_us`` with stuck cells (``code`` 1/2) at g_min / g_max."""
+    g = torch.where(code == 1, torch.full_like(g_us, device.g_min_us), g_us)
+    return torch.where(code == 2, torch.full_like(g_us, device.g_max_us), g)

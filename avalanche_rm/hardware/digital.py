@@ -6,39 +6,56 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validate import check_int, check_non_negative, check_positive
+from ._validate import check_choice, check_int, check_non_negative, check_positive
+
+
+SRAM_OVERFLOW = ("spill", "error")
 
 
 @dataclass(frozen=True)
 class DigitalUnitConfig:
-    """Adapter storage and arithmetic.
+    """The digital unit: a PE array, an SRAM buffer for adapters, optimiser state and activations.
 
-    ``adapter_bits`` fake-quantises adapter factors (symmetric, per tensor,
-    straight-through gradients); ``None`` keeps float32. Energies are per MAC
-    at ``adapter_bits`` precision and per byte moved to or from SRAM.
+    Precision: forward MACs of the LoRA branch at ``adapter_bits`` x
+    ``activation_bits`` (INT8 by default: adapter factors and the activations into
+    and out of the branch are fake-quantised, straight-through); gradients and the
+    optimiser update in FP32 on an FP32 master copy of every trained parameter
+    (``master_bytes_per_param``, plus ``moment_bytes`` per optimiser moment).
+    What exceeds ``sram_kib`` lives off chip: ``sram_overflow="spill"`` prices those
+    bytes at ``dram_energy_pj_per_byte``, ``"error"`` refuses.
+    Energies are per MAC / ALU operation and per byte moved.
     """
 
     adapter_bits: int | None = 8
-    activation_bits: int = 8
+    activation_bits: int | None = 8
     sram_kib: float = 256.0
     mac_energy_pj: float = 3.7
+    alu_op_energy_pj: float = 3.7
+    transcendental_alu_ops: float = 4.0
+    fp32_mac_energy_pj: float = 74.0
     sram_read_energy_pj_per_byte: float = 20.0
     sram_write_energy_pj_per_byte: float = 20.0
+    dram_energy_pj_per_byte: float = 250.0
+    sram_overflow: str = "spill"
     mac_time_ns: float = 10.0
     pe_count: int = 64
     tech_node_nm: float = 180.0
     vdd_v: float = 1.8
-    optimizer_state_bytes_per_param: float = 8.0
+    master_bytes_per_param: float = 4.0
+    moment_bytes: float = 4.0
 
     def __post_init__(self) -> None:
         o = "DigitalUnitConfig"
         if self.adapter_bits is not None:
             check_int(o, "adapter_bits", self.adapter_bits, 2)
-        check_int(o, "activation_bits", self.activation_bits, 2)
+        if self.activation_bits is not None:
+            check_int(o, "activation_bits", self.activation_bits, 2)
         check_positive(o, "sram_kib", self.sram_kib)
-        for f in ("mac_energy_pj", "sram_read_energy_pj_per_byte", "sram_write_energy_pj_per_byte",
-                  "mac_time_ns", "optimizer_state_bytes_per_param"):
+        for f in ("mac_energy_pj", "alu_op_energy_pj", "transcendental_alu_ops", "fp32_mac_energy_pj",
+                  "sram_read_energy_pj_per_byte", "sram_write_energy_pj_per_byte", "dram_energy_pj_per_byte",
+                  "mac_time_ns", "master_bytes_per_param", "moment_bytes"):
             check_non_negative(o, f, getattr(self, f))
+        check_choice(o, "sram_overflow", self.sram_overflow, SRAM_OVERFLOW)
         check_int(o, "pe_count", self.pe_count, 1)
         check_positive(o, "tech_node_nm", self.tech_node_nm)
         check_positive(o, "vdd_v", self.vdd_v)
@@ -49,7 +66,7 @@ class DigitalUnitConfig:
 
     @property
     def activation_bytes(self) -> float:
-        return self.activation_bits / 8.0
+        return (self.activation_bits if self.activation_bits is not None else 32) / 8.0
 
     @property
     def sram_bytes(self) -> int:
@@ -74,6 +91,9 @@ def fake_quantize(w: torch.Tensor, bits: int | None) -> torch.Tensor:
 
     The scale maps the largest magnitude to the top code, so nothing clips and the
     gradient passes unchanged. torch's fused op keeps this to a few kernels per call.
+    Used for adapter factors (``adapter_bits``) and for the activations into and out
+    of the LoRA branch (``activation_bits``, a dynamic per-tensor range as an INT8
+    PE array with a per-batch scale register).
     """
     if bits is None:
         return w

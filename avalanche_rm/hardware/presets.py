@@ -13,25 +13,45 @@ from .device import RMDeviceConfig
 from .digital import DigitalUnitConfig, scale_energy_from_45nm
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm / 0.9 V:
-# 8-bit mult 0.2 pJ + 8-bit add 0.03 pJ; 64-bit read from an 8 KB SRAM 10 pJ (1.25 pJ/B).
+# 8-bit mult 0.2 pJ + 8-bit add 0.03 pJ; fp32 mult 3.7 pJ + fp32 add 0.9 pJ; 64-bit read from an
+# 8 KB SRAM 10 pJ (1.25 pJ/B); 64-bit DRAM access 1.3-2.6 nJ (off-chip I/O: not node-scaled).
 _INT8_MAC_45NM_PJ = 0.23
+_FP32_MAC_45NM_PJ = 4.6
 _SRAM_45NM_PJ_PER_BYTE = 1.25
-_HOROWITZ = "Horowitz ISSCC 2014 (45 nm: int8 MAC 0.23 pJ, SRAM 1.25 pJ/B) scaled by C*V^2"
+_DRAM_PJ_PER_BYTE = 250.0   # 2.0 nJ per 64-bit access, inside Horowitz's 1.3-2.6 nJ
+_HOROWITZ = ("Horowitz ISSCC 2014 (45 nm: int8 MAC 0.23 pJ, fp32 MAC 4.6 pJ, SRAM 1.25 pJ/B) scaled by C*V^2; "
+             "an INT8 ALU operation (add, compare, multiply) is priced as an int8 MAC (an upper bound for adds), "
+             "a transcendental (exp, tanh, rsqrt, divide) as 4 of them (estimate: piecewise-linear unit); "
+             "DRAM 250 pJ/B (2.0 nJ per 64-bit access, Horowitz 1.3-2.6 nJ; not node-scaled); FP32 master copy "
+             "and FP32 optimiser moments (4 B each)")
 
 
 def _digital(node_nm: float, vdd_v: float, sram_kib: float, mac_time_ns: float, pe_count: int) -> DigitalUnitConfig:
+    mac = round(scale_energy_from_45nm(_INT8_MAC_45NM_PJ, node_nm, vdd_v), 4)
     return DigitalUnitConfig(
         adapter_bits=8,
         activation_bits=8,
         sram_kib=sram_kib,
-        mac_energy_pj=round(scale_energy_from_45nm(_INT8_MAC_45NM_PJ, node_nm, vdd_v), 4),
+        mac_energy_pj=mac,
+        alu_op_energy_pj=mac,
+        transcendental_alu_ops=4.0,
+        fp32_mac_energy_pj=round(scale_energy_from_45nm(_FP32_MAC_45NM_PJ, node_nm, vdd_v), 4),
         sram_read_energy_pj_per_byte=round(scale_energy_from_45nm(_SRAM_45NM_PJ_PER_BYTE, node_nm, vdd_v), 4),
         sram_write_energy_pj_per_byte=round(scale_energy_from_45nm(_SRAM_45NM_PJ_PER_BYTE, node_nm, vdd_v), 4),
+        dram_energy_pj_per_byte=_DRAM_PJ_PER_BYTE,
         mac_time_ns=mac_time_ns,
         pe_count=pe_count,
         tech_node_nm=node_nm,
         vdd_v=vdd_v,
     )
+
+
+_ADC_RANGE = ("ADC full scale calibrated per ADC (col_mux columns) at the 99.9th percentile of the partial sums "
+              "seen on calibration data, as real macros set ranges from data rather than the worst case: ISAAC "
+              "(Shafiee et al., ISCA 2016) encodes operands so an 8-bit ADC covers its crossbar's partial sums, "
+              "NeuRRAM (Wan et al., Nature 2022) tunes its voltage-mode neurons' range to the output distribution, "
+              "aihwkit clips outputs at out_bound with bound management, CrossSim sets ADC calibrated_range on "
+              "data; adc_range='worst_case' keeps the never-clipping range")
 
 
 def _paper_180nm() -> HardwareConfig:
@@ -49,7 +69,8 @@ def _paper_180nm() -> HardwareConfig:
         ),
         crossbar=CrossbarConfig(
             rows=128, cols=128, mapping="offset", g_zero_us=50.0, weight_scale="tensor",
-            dac_bits=8, adc_bits=8, adc_range_fraction=1.0, adc_energy_pj=12.8, adc_time_ns=50.0,
+            dac_bits=8, adc_bits=8, adc_range="calibrated", adc_calibration_percentile=99.9,
+            adc_energy_pj=12.8, adc_time_ns=50.0,
             dac_energy_pj=0.5, col_mux=8, program_parallel_cells=128,
         ),
         digital=_digital(180.0, 1.8, sram_kib=64.0, mac_time_ns=10.0, pe_count=12),
@@ -62,13 +83,13 @@ def _paper_180nm() -> HardwareConfig:
             "pulse energy V^2*G*t + V^2*C_wire (NeuroSim Cell.cpp); read noise 0.2 uS and log-time "
             "relaxation (mean -0.089 uS/ln s, ~0.76 uS std at 1 h) from aihwkit ReRamCMONoiseModel "
             "(Falcone et al. 2025); col_mux 8 (DNN+NeuroSim V1.4 numColMuxed); 8-bit DAC/ADC (estimate, "
-            "aihwkit StandardHWATrainingPreset uses 8 bit), ADC range calibrated to the worst-case column current "
-            "(CrossSim calibrated_range; a 0.25 range clipped face inputs badly); ADC 12.8 pJ/conversion = Walden FoM 50 fJ/step "
+            "aihwkit StandardHWATrainingPreset uses 8 bit); " + _ADC_RANGE + "; ADC 12.8 pJ/conversion = Walden FoM 50 fJ/step "
             "x 2^8 for a 180 nm SAR ADC (estimate, Murmann ADC survey range), 50 ns/conversion (estimate); "
             "write gain 0.6 per pulse (estimate giving ~5 pulses per cell from reset, inside the 5-20 "
-            "range quoted for 4-5 bit targets). Digital unit: " + _HOROWITZ + " to 180 nm / 1.8 V "
-            "(x16: int8 MAC 3.68 pJ, SRAM 20 pJ/B); 64 KiB SRAM and 12 PEs (4x3 PE array drawn in the "
-            "reference's Fig. main.png)."
+            "range quoted for 4-5 bit targets); offset mapping senses each column against a reference column "
+            "per tile (one cell per row at 50 uS, programmed and read like the others). Digital unit: " + _HOROWITZ +
+            " to 180 nm / 1.8 V (x16: int8 MAC 3.68 pJ, fp32 MAC 73.6 pJ, SRAM 20 pJ/B); 64 KiB SRAM and 12 PEs "
+            "(4x3 PE array drawn in the reference's Fig. main.png; SRAM size not stated: estimate)."
         ),
     )
 
@@ -88,7 +109,8 @@ def _rram_generic() -> HardwareConfig:
         ),
         crossbar=CrossbarConfig(
             rows=256, cols=256, mapping="differential", weight_scale="column",
-            dac_bits=8, adc_bits=8, adc_range_fraction=1.0, adc_energy_pj=1.3, adc_time_ns=10.0,
+            dac_bits=8, adc_bits=8, adc_range="calibrated", adc_calibration_percentile=99.9,
+            adc_energy_pj=1.3, adc_time_ns=10.0,
             dac_energy_pj=0.05, col_mux=8, program_parallel_cells=256,
         ),
         digital=_digital(40.0, 1.1, sram_kib=256.0, mac_time_ns=2.0, pe_count=64),
@@ -99,7 +121,7 @@ def _rram_generic() -> HardwareConfig:
             "Nature 2022); differential pairs and per-column scales (aihwkit SinglePairConductanceConverter "
             "style); 32 levels (estimate inside the 4-6 bit range of RRAM write-verify); 1.5 V / 100 ns "
             "pulses (estimate inside NeuroSim's 2-4 V, 10-300 ns range); ADC 1.3 pJ = 5 fJ/step x 2^8 "
-            "at 40 nm (estimate); col_mux 8 (DNN+NeuroSim V1.4). Digital unit: " + _HOROWITZ +
+            "at 40 nm (estimate); col_mux 8 (DNN+NeuroSim V1.4); " + _ADC_RANGE + ". Digital unit: " + _HOROWITZ +
             " to 40 nm / 1.1 V."
         ),
     )
@@ -119,7 +141,8 @@ def _pcm_like() -> HardwareConfig:
         ),
         crossbar=CrossbarConfig(
             rows=256, cols=256, mapping="differential", weight_scale="column",
-            dac_bits=8, adc_bits=8, adc_range_fraction=1.0, adc_energy_pj=0.5, adc_time_ns=2.0,
+            dac_bits=8, adc_bits=8, adc_range="calibrated", adc_calibration_percentile=99.9,
+            adc_energy_pj=0.5, adc_time_ns=2.0,
             dac_energy_pj=0.02, col_mux=8, program_parallel_cells=256,
         ),
         digital=_digital(14.0, 0.8, sram_kib=1024.0, mac_time_ns=1.0, pe_count=256),
@@ -130,7 +153,8 @@ def _pcm_like() -> HardwareConfig:
             "1/f read noise 0.1 uS (Q_s=0.0088/x^0.65 is ~0.17 uS at mid range and shrinks towards t_read; estimate). 256x256 cores, 8-bit I/O "
             "and 14 nm node as HERMES (Le Gallo et al., Nat. Electron. 2023); ADC 0.5 pJ (estimate "
             "consistent with HERMES' 0.2-0.8 pJ/MAC chip level); 128 levels (estimate: PCM is near "
-            "continuous); 3 V / 100 ns pulses (estimate). Digital unit: " + _HOROWITZ + " to 14 nm / 0.8 V."
+            "continuous); 3 V / 100 ns pulses (estimate); " + _ADC_RANGE + ". Digital unit: " + _HOROWITZ +
+            " to 14 nm / 0.8 V."
         ),
     )
 
@@ -141,8 +165,8 @@ def _ideal() -> HardwareConfig:
         name="ideal",
         device=dict(n_levels=None, prog_noise_poly_us=(0.0,), write_gain=1.0, wv_tolerance_us=1e-3,
                     read_noise_sigma_us=0.0, drift_model="none"),
-        crossbar=dict(dac_bits=None, adc_bits=None, adc_range_fraction=1.0),
-        digital=dict(adapter_bits=None),
+        crossbar=dict(dac_bits=None, adc_bits=None),
+        digital=dict(adapter_bits=None, activation_bits=None),
         source="paper-180nm energies with every non-ideality off (continuous levels, no noise, no quantisation): "
                "a numerical reference, not a real chip. " + base.source,
     )

@@ -1,10 +1,18 @@
 """Iterative write-verify programming of resistive-memory cells, vectorised.
 
-Each round, every cell still outside the acceptance window gets one write
-pulse and one verify read; converged cells drop out (index compaction), so the
-cost of a round follows the number of cells still being programmed, not the
-array size. Stuck cells never move; they burn pulses until the iteration limit
-unless their stuck value already lies inside the window.
+Every cell in a job gets one verify read; a cell whose read already lies
+inside the acceptance window of its target (``wv_tolerance_us``) is left alone.
+The others get a write pulse and a verify read per round until their read lies
+inside the guard band (the window shrunk by ``verify_guard_sigmas`` read-noise
+sigmas, so that a cell accepted on a noisy read is inside the window with high
+confidence). Converged cells drop out (index compaction), so the cost of a
+round follows the number of cells still being programmed, not the array size.
+Stuck cells never move; they burn pulses until the iteration limit unless their
+stuck value already lies inside the window.
+
+This module counts (pulses, verify reads, the conductance each pulse and read
+sees, rounds per row group); :mod:`avalanche_rm.costs.pricing` turns the counts
+into energy and latency.
 """
 from __future__ import annotations
 
@@ -12,12 +20,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .device import RMDeviceConfig, prog_sigma_us, pulse_energy_pj, verify_energy_pj
+from .device import RMDeviceConfig, stuck_value_us
 
 
 @dataclass
 class ProgrammingReport:
-    """Summary of one programming job (plain numbers, JSON-friendly)."""
+    """Summary of one programming job (plain numbers, JSON-friendly).
+
+    The counts come from :func:`write_verify`; ``energy_pj``, ``pulse_energy_pj``,
+    ``verify_energy_pj`` and ``latency_ns`` are filled by
+    :func:`avalanche_rm.costs.pricing.price_programming`.
+    """
 
     cells: int = 0
     pulses: int = 0
@@ -27,6 +40,10 @@ class ProgrammingReport:
     pulse_energy_pj: float = 0.0
     verify_energy_pj: float = 0.0
     latency_ns: float = 0.0
+    pulse_g_sum_us: float = 0.0     # sum over pulses of the cell's conductance when pulsed
+    verify_g_sum_us: float = 0.0    # sum over verify reads of the conductance read
+    rounds: int = 0                 # sum over row groups of the slowest cell's pulses
+    groups: int = 0                 # row groups programmed one after another
     error_rms_us: float = 0.0
     pulse_histogram: list[int] = field(default_factory=list)
     failed_per_layer: dict[str, int] = field(default_factory=dict)
@@ -37,7 +54,7 @@ class ProgrammingReport:
         n0, n1 = self.cells, other.cells
         ssq = self.error_rms_us ** 2 * n0 + other.error_rms_us ** 2 * n1
         for f in ("cells", "pulses", "verify_reads", "failed_cells", "energy_pj", "pulse_energy_pj",
-                  "verify_energy_pj", "latency_ns"):
+                  "verify_energy_pj", "latency_ns", "pulse_g_sum_us", "verify_g_sum_us", "rounds", "groups"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.error_rms_us = (ssq / max(n0 + n1, 1)) ** 0.5
         h = list(self.pulse_histogram)
@@ -81,15 +98,16 @@ class WriteVerifyResult:
 def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: torch.Tensor,
                  generator: torch.Generator, fault_code: torch.Tensor | None = None,
                  parallel_cells: int = 128) -> WriteVerifyResult:
-    """Program cells from ``g_start_us`` towards ``g_target_us`` (flat tensors of equal size).
+    """Program cells from ``g_start_us`` towards ``g_target_us`` (tensors of equal shape).
 
-    Pulse model: ``g <- clamp(g + write_gain * (target - g) + N(0, sigma(target)))``.
-    Verify reads see ``read_noise_sigma_us``; a cell stops when its *read*
-    value is within ``wv_tolerance_us`` of the target. Every cell gets one
-    initial verify read even if it needs no pulse.
+    Pulse model: ``g <- clamp(g + write_gain * (target - g) + N(0, sigma(target)))``
+    (the device's :meth:`~RMDeviceConfig.programming_noise`). Verify reads see the
+    device's read noise. A cell whose first read lies within ``wv_tolerance_us`` of
+    its target gets no pulse; a pulsed cell stops once its read lies within the
+    guard band ``wv_tolerance_us - verify_guard_sigmas * sigma_read``.
 
-    Latency: ``parallel_cells`` consecutive cells are programmed together (one
-    row at a time, as row-parallel write schemes do); a group takes as many
+    Latency counts: ``parallel_cells`` consecutive cells are programmed together
+    (one row at a time, as row-parallel write schemes do); a group takes as many
     pulse+verify rounds as its slowest cell.
     """
     if g_start_us.shape != g_target_us.shape:
@@ -104,17 +122,17 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
     stuck_all = None
     if fault_code is not None:
         fault_code = fault_code.reshape(-1).to(dev)
-        g = torch.where(fault_code == 1, torch.full_like(g, device.g_min_us), g)
-        g = torch.where(fault_code == 2, torch.full_like(g, device.g_max_us), g)
+        g = stuck_value_us(device, fault_code, g)
         if bool((fault_code != 0).any()):
             stuck_all = fault_code != 0
     pulses = torch.zeros(n, dtype=torch.int32, device=dev)
-    sigma_read = device.read_noise_sigma_us
+    sigma_read = device.read_noise().sigma_us
+    prog = device.programming_noise()
     tol = device.wv_tolerance_us
-    # verify decides on noisy reads: a guard band keeps mis-accepted cells rare
+    # pulsed cells converge into a guard band, so that a cell accepted on a noisy read sits inside the window
     tol_verify = max(tol - device.verify_guard_sigmas * sigma_read, 0.25 * tol)
     g_lo, g_hi, gain = device.g_min_us, device.g_max_us, device.write_gain
-    const_sigma = device.prog_noise_poly_us is None or len(device.prog_noise_poly_us) == 1
+    const_sigma = prog.constant_us
 
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=generator, device=generator.device).to(dev)
@@ -122,18 +140,15 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
     reading = g if sigma_read == 0 else g + sigma_read * randn(n)
     sum_g_verify = g.sum()
     n_verify = n
-    idx = torch.nonzero((reading - target).abs() > tol_verify).squeeze(1)
+    # the first read decides against the acceptance window itself: cells already inside it are left alone
+    idx = torch.nonzero((reading - target).abs() > tol).squeeze(1)
     del reading
     ga, ta = g[idx], target[idx]
-    if const_sigma:
-        sa = float(prog_sigma_us(device, torch.zeros(1, device=dev))[0])
-    else:
-        sa = prog_sigma_us(device, ta)
+    sa = const_sigma if const_sigma is not None else prog.sigma_us(ta)
     st = stuck_all[idx] if stuck_all is not None else None
     pc = torch.zeros(idx.numel(), dtype=torch.int32, device=dev)  # pulses per slot
     act: torch.Tensor | None = None  # None: every slot still programming
     sum_g_pulse = torch.zeros((), device=dev)
-    n_pulse_events = 0
     # read noise can only flip the verify decision near the window edge
     band = 8.0 * sigma_read
     k = 0
@@ -152,11 +167,9 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
         k += 1
         m = idx.numel()
         if act is None:
-            n_pulse_events += m
             sum_g_pulse = sum_g_pulse + ga.sum()
         else:
             actf = act.to(ga.dtype)
-            n_pulse_events += int(act.sum())
             sum_g_pulse = sum_g_pulse + torch.dot(ga, actf)
         noise = randn(m)
         new = torch.lerp(ga, ta, gain).add_(noise.mul_(sa)).clamp_(g_lo, g_hi)
@@ -195,7 +208,7 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
             flush(torch.nonzero(~keep).squeeze(1))
             rows = torch.nonzero(keep).squeeze(1)
             idx, ga, ta, pc = (t.index_select(0, rows) for t in (idx, ga, ta, pc))
-            if not const_sigma:
+            if const_sigma is None:
                 sa = sa.index_select(0, rows)
             if st is not None:
                 st = st.index_select(0, rows)
@@ -205,22 +218,16 @@ def write_verify(device: RMDeviceConfig, g_start_us: torch.Tensor, g_target_us: 
     if idx.numel() > 0:
         flush(None)
 
-    e_pulse = pulse_energy_pj(device, sum_g_pulse, n_pulse_events)
-    e_verify = verify_energy_pj(device, sum_g_verify, n_verify)
     failed = (g - target).abs() > tol
     n_pulses = int(pulses.sum())
     pad = (-n) % parallel_cells
     grouped = torch.nn.functional.pad(pulses, (0, pad)).view(-1, parallel_cells)
-    rounds = grouped.amax(dim=1).sum().item()
-    n_groups = grouped.shape[0]
-    round_ns = device.pulse_width_ns + device.verify_time_ns
-    latency = n_groups * device.verify_time_ns + rounds * round_ns
     hist = torch.bincount(pulses.to(torch.int64)).tolist() if n else []
     err = g - target
-    e_p, e_v = float(e_pulse), float(e_verify)
     report = ProgrammingReport(
         cells=n, pulses=n_pulses, verify_reads=int(n_verify), failed_cells=int(failed.sum()),
-        energy_pj=e_p + e_v, pulse_energy_pj=e_p, verify_energy_pj=e_v, latency_ns=float(latency),
+        pulse_g_sum_us=float(sum_g_pulse), verify_g_sum_us=float(sum_g_verify),
+        rounds=int(grouped.amax(dim=1).sum()), groups=int(grouped.shape[0]),
         error_rms_us=float(err.pow(2).mean().sqrt()) if n else 0.0, pulse_histogram=hist,
     )
     return WriteVerifyResult(g.view_as(g_target_us), pulses.view(g_target_us.shape), failed.view(g_target_us.shape),

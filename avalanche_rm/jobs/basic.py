@@ -43,12 +43,11 @@ def run_basic_job(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, 
     model.add_adapter("calib", rank=rank, alpha=alpha, seed=seed)
     opt_params = model.adapter_parameters(["calib"])
     train_classifier(model, xtr, ytr, opt_params, epochs=adapter_epochs, lr=5e-3, seed=seed,
-                     desc="LoRA calibration", progress=progress,
-                     on_step=lambda: model.record_update(sum(p.numel() for p in opt_params)))
+                     desc="LoRA calibration", progress=progress)
     acc["programmed+adapter"] = accuracy(model, xte, yte)
 
     for label, seconds in (("1 day", DAY_S), ("1 year", YEAR_S)):
-        model.drift(seconds - float(model.hybrid_layers()[0].age_s))
+        model.drift(seconds - float(model.hybrid_layers()[0].array.age_s))
         model.set_active_adapters([])
         acc[f"drift {label}"] = accuracy(model, xte, yte)
         model.set_active_adapters(["calib"])

@@ -9,13 +9,11 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 from tqdm.auto import tqdm
 
-from ..benchmarks import ForgetRequest, public_private_digits
-from ..evaluation import accuracy_of
+from ..benchmarks import public_private_digits
+from ..unlearning import ForgetRequest, accuracy_of
 from ..hardware import get_preset
-from ..nn import convert_to_hybrid
 from ..report import plots
-from ..strategies import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning
-from ..training import train_classifier
+from ..strategies import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, pretrain_and_program
 from .basic import make_mlp
 
 STRATEGIES = ("hybrid LoRA", "full-weight write-back", "retrain + reprogram")
@@ -36,12 +34,12 @@ def run_demo(preset: str = "paper-180nm", seed: int = 0, epochs: int = 30, adapt
     torch.manual_seed(seed)
     sp = public_private_digits(2, public_fraction=0.3, n_owners=5, seed=seed, public_classes=range(5),
                                fixed_class_order=list(range(10)))
-    software = make_mlp()
-    train_classifier(software, sp.public_x, sp.public_y, software.parameters(), epochs=epochs, seed=seed,
-                     desc="pre-train base (public classes 0-4)", progress=progress)
-    base = convert_to_hybrid(software, hw).to(device)
-    prog = base.program(seed=seed)
-    g_err = torch.cat([(layer.g_us - layer.target_conductance()).flatten() for layer in base.hybrid_layers()])
+    # the base learns public classes 0-4 only: data nobody can ask to forget
+    base = pretrain_and_program(make_mlp().to(device), hw, sp.public_x.to(device), sp.public_y.to(device),
+                                public=True, epochs=epochs, seed=seed, progress=progress)
+    prog = base.last_programming
+    g_err = torch.cat([(layer.array.g_us - layer.array.target_conductance()).flatten()
+                       for layer in base.hybrid_layers()])
     test = (sp.test_x.to(device), sp.test_y.to(device))
     acc_base = accuracy_of(base, *test)
     rows_acc, rows_cost, energy, ba, curves = [], [], {}, {}, {}

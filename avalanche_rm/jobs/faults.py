@@ -22,10 +22,9 @@ PROG_SIGMA_US = (0.5, 1.0, 2.0, 4.0)
 def _calibrate(model, data, seed: int, epochs: int) -> None:
     model.add_adapter("calib", rank=4, alpha=8.0, seed=seed, bias=True)
     params = model.adapter_parameters(["calib"])
-    n = sum(p.numel() for p in params)
-    with model.ledger.phase("calibrate"):
+    with model.ledger.phase("lora-calibration"):
         train_classifier(model, data.x_train, data.y_train, params, epochs=epochs, lr=5e-3, seed=seed,
-                         progress=False, on_step=lambda: model.record_update(n, 8.0))
+                         progress=False)
 
 
 def run_faults(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, calib_epochs: int = 5,
@@ -74,7 +73,7 @@ def run_faults(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, cal
     lora = copy.deepcopy(m)
     snap = lora.ledger.snapshot()
     _calibrate(lora, data, seed, calib_epochs)
-    d_lora = lora.ledger.delta_since(snap).get("calibrate", {})
+    d_lora = lora.ledger.delta_since(snap).get("lora-calibration", {})
     rep = copy.deepcopy(m)
     snap = rep.ledger.snapshot()
     with rep.ledger.phase("reprogram"), torch.no_grad():

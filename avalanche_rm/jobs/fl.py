@@ -6,7 +6,7 @@ from functools import partial
 
 import torch
 
-from ..evaluation import accuracy_of, mia
+from ..unlearning import accuracy_of, mia
 from ..flower import (ADAPTER, AdapterFedAvg, adapter_model, FederatedForgetRequest, InProcessGrid, adapter_record,
                       make_client_app, make_server_app, owner_token, run_federation)
 from ..flower.digits_fl import base_fn, data_fn

@@ -16,16 +16,16 @@ from pathlib import Path
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 
-from ..benchmarks import ForgetRequest, learn_forget_stream, public_private_digits
-from ..evaluation import accuracy_of
+from ..benchmarks import learn_forget_stream, public_private_digits
+from ..unlearning import ForgetRequest, accuracy_of
 from ..hardware import get_preset
-from ..strategies import LoRAUnlearning, maybe_load_checkpoint, save_checkpoint
-from ..strategies.policy import pretrain_and_program
+from ..strategies import LoRAUnlearning, maybe_load_checkpoint, pretrain_and_program, save_checkpoint
 from .basic import make_mlp
 
 
 def _strategy(preset: str, seed: int, sp) -> LoRAUnlearning:
-    base = pretrain_and_program(make_mlp(), get_preset(preset), sp.public_x, sp.public_y, epochs=10, seed=seed)
+    base = pretrain_and_program(make_mlp(), get_preset(preset), sp.public_x, sp.public_y, public=True, epochs=10,
+                                seed=seed)
     s = LoRAUnlearning(model=base, rank=4, alpha=8, train_epochs=3, method="neg_ce", unlearn_epochs=10,
                        eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]))
     s.events_done = 0

@@ -1,54 +1,37 @@
 """Hybrid layers: a frozen analogue base on RM crossbars plus digital LoRA branches.
 
-The analogue base is held in buffers (programmed conductances and target
-levels), never in parameters: Avalanche puts every parameter into the
-optimiser and EWC/SI iterate them. LoRA factors are ``nn.Parameter``s keyed by
-adapter name, PEFT style (``lora_A[name]``, ``lora_B[name]``).
+A layer holds an :class:`~avalanche_rm.hardware.array.AnalogArray` (the cells
+and their periphery state, all buffers) and the LoRA factors, which are
+``nn.Parameter``s keyed by adapter name, PEFT style (``lora_A[name]``,
+``lora_B[name]``): Avalanche puts every parameter into the optimiser and
+EWC/SI iterate them, so the analogue base must not be parameters.
 
 Forward: ``y = analogue(W x) + sum_active scaling * B(A x) + bias``. The
-analogue part goes through DAC quantisation, per-tile MVM with read noise and
-ADC quantisation; its backward pass is the straight-through transpose of the
-programmed weights (a transposed crossbar read, charged as such).
+analogue part goes through DAC coding, per-tile MVMs with read noise and the
+ADCs; its backward pass is the straight-through transpose of the programmed
+weights (a transposed crossbar read, charged as such). The LoRA branch runs in
+the digital unit at ``activation_bits`` x ``adapter_bits``: its input, its
+rank-r intermediate and its output are fake-quantised (straight-through). Every
+charge goes through :mod:`avalanche_rm.costs.pricing`.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import weakref
 from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..costs import pricing
 from ..costs.ledger import CostLedger
+from ..costs.residency import DigitalResidency
 from ..hardware import crossbar as xb
+from ..hardware.array import AnalogArray
 from ..hardware.config import HardwareConfig
-from ..hardware.device import (
-    apply_drift,
-    drift_nu,
-    fault_mask,
-    level_dtype,
-    level_to_conductance,
-    quantize_to_levels,
-)
 from ..hardware.digital import fake_quantize
-from ..hardware.noise_source import NormalSource
-from ..hardware.workspace import Workspace
-from ..hardware.programming import ProgrammingReport, residual_write_noise, write_verify
-
-
-def _sub_seed(seed: int, *tags: object) -> int:
-    """Stable 63-bit seed derived from a chip seed and tags (layer name, purpose)."""
-    h = hashlib.blake2b(repr((int(seed),) + tags).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
-
-
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    gen_dev = device if device.type == "cuda" else torch.device("cpu")
-    g = torch.Generator(device=gen_dev)
-    g.manual_seed(seed)
-    return g
+from ..hardware.programming import ProgrammingReport
+from .profile import hybrid_layer_scope
 
 
 def check_tensor(name: str, x: torch.Tensor, features: int, dim: int) -> None:
@@ -91,32 +74,13 @@ class _HybridBase(nn.Module):
                    name: str) -> None:
         if not isinstance(hardware, HardwareConfig):
             raise ValueError(f"hardware must be a HardwareConfig, got {type(hardware).__name__}")
-        if not torch.isfinite(weight2d).all():
-            raise ValueError(f"{name or type(self).__name__}: weight contains NaN or Inf")
         if bias is not None and not torch.isfinite(bias).all():
             raise ValueError(f"{name or type(self).__name__}: bias contains NaN or Inf")
         self.hardware = hardware
         self.layer_name = name
+        self.array = AnalogArray(weight2d, hardware, name)
         self.ledger: CostLedger = CostLedger()
-        self.noise_source = NormalSource()
-        self.workspace = Workspace()
-        dev, xbar = hardware.device, hardware.crossbar
-        w = weight2d.detach().to(torch.float32)
-        self.grid = xb.tile_grid(xbar, self.out_features, self.in_flat)
-        scale = xb.weight_scale_us(xbar, dev, w)
-        # cells are stored input-major, [cells_per_weight, in, out]: a tile is then a free view
-        g_t = xb.weight_to_conductance(xbar, dev, w, scale).transpose(1, 2).contiguous()
-        self.register_buffer("scale_us", scale)
-        self.register_buffer("target", self._encode_target(g_t))
-        # a fresh array sits at g_min (formed and reset) until programmed
-        self.register_buffer("g_us", torch.full_like(g_t, dev.g_min_us))
-        self.register_buffer("g_row_sum_us", torch.zeros(self.in_flat))
-        self.register_buffer("adc_fs_us", torch.ones(()))
-        self.register_buffer("age_s", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("chip_seed", torch.full((), -1, dtype=torch.int64))
-        self.register_buffer("drift_calls", torch.zeros((), dtype=torch.int64))
-        # (input tile, weight column) pairs moved onto spare columns after failed programming
-        self.register_buffer("remapped", torch.zeros(self.grid.n_in_tiles, self.out_features, dtype=torch.bool))
+        self.residency = DigitalResidency(hardware.digital)
         if bias is not None:
             self.register_buffer("bias", bias.detach().to(torch.float32).clone())
         else:
@@ -129,226 +93,56 @@ class _HybridBase(nn.Module):
         self.scaling: dict[str, float] = {}
         self.active_adapters: list[str] = []
         self.analog_noise = True
+        self._last_samples = 1
 
-    # ------------------------------------------------------------ properties
+    # ------------------------------------------------------------ the analogue array
     @property
     def programmed(self) -> bool:
-        return int(self.chip_seed) >= 0
+        return self.array.programmed
 
     @property
     def cells(self) -> int:
-        return self.g_us.numel()
+        return self.array.cells
 
-    def _encode_target(self, g_t: torch.Tensor) -> torch.Tensor:
-        """Compact target: level indices (or uS for a continuous device).
+    @property
+    def grid(self) -> xb.TileGrid:
+        return self.array.grid
 
-        A differential pair always has one cell at g_min, so its two targets fit
-        in one signed number: +l on G+, -l on G- (half the storage).
-        """
-        dev = self.hardware.device
-        if self.hardware.crossbar.mapping == "differential":
-            if dev.n_levels is None:
-                return (g_t[0] - g_t[1]).unsqueeze(0)
-            lv = quantize_to_levels(dev, g_t)
-            signed_dtype = torch.int8 if dev.n_levels <= 128 else (torch.int16 if dev.n_levels <= 32768 else torch.int32)
-            return (lv[0] - lv[1]).to(signed_dtype).unsqueeze(0)
-        return g_t if dev.n_levels is None else quantize_to_levels(dev, g_t).to(level_dtype(dev.n_levels))
-
-    def target_conductance(self) -> torch.Tensor:
-        """Target conductance of every cell, ``[cells_per_weight, in, out]`` in uS."""
-        dev = self.hardware.device
-        if self.hardware.crossbar.mapping == "differential":
-            d = self.target[0].to(torch.float32)
-            pair = torch.stack([d.clamp_min(0), (-d).clamp_min(0)])
-            return dev.g_min_us + (pair if dev.n_levels is None else pair * dev.level_step_us)
-        if dev.n_levels is None:
-            return self.target
-        return level_to_conductance(dev, self.target)
-
-    def _to_weight(self, g_us: torch.Tensor) -> torch.Tensor:
-        hw = self.hardware
-        return (xb.delta_conductance(hw.crossbar, hw.device, g_us) / self.scale_us).t()
+    def target_weight(self) -> torch.Tensor:
+        """Weights the target levels encode (what perfect programming would give), ``[out, in_flat]``."""
+        return self.array.target_weight()
 
     def effective_weight(self) -> torch.Tensor:
         """Weights the programmed (and drifted) conductances encode, ``[out, in_flat]``."""
-        return self._derived()[1].clone()
-
-    def target_weight(self) -> torch.Tensor:
-        """Weights the target levels encode (what perfect programming would give)."""
-        return self._to_weight(self.target_conductance())
-
-    # ------------------------------------------------------------ programming
-    def _fault_code(self, seed: int) -> torch.Tensor:
-        gen = _generator(_sub_seed(seed, self.layer_name, "faults"), self.g_us.device)
-        code = fault_mask(self.hardware.device, self.cells, gen, self.g_us.device).view_as(self.g_us)
-        if bool(self.remapped.any()):
-            # remapped columns live on spare cells, with faults of their own
-            sgen = _generator(_sub_seed(seed, self.layer_name, "spare-faults"), self.g_us.device)
-            spare = fault_mask(self.hardware.device, self.cells, sgen, self.g_us.device).view_as(self.g_us)
-            rows = self.hardware.crossbar.rows
-            mask = self.remapped.repeat_interleave(rows, dim=0)[: self.in_flat].unsqueeze(0).expand_as(code)
-            code = torch.where(mask, spare, code)
-        return code
+        return self.array.effective_weight()
 
     def program(self, seed: int, phase: str = "deploy") -> ProgrammingReport:
         """Write-verify every cell from its current state to its target; charge the ledger."""
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        gen = _generator(_sub_seed(seed, self.layer_name, "program"), self.g_us.device)
-        result = write_verify(self.hardware.device, self.g_us, self.target_conductance(), gen,
-                              fault_code=self._fault_code(seed),
-                              parallel_cells=self.hardware.crossbar.program_parallel_cells)
-        self.g_us.copy_(result.g_us)
-        self.chip_seed.fill_(seed)
-        # read noise is the chip's own: its stream restarts with every deployment (shared across a model's layers)
-        self.noise_source.reseed(_sub_seed(seed, "read-noise"))
-        self.age_s.zero_()
-        self.drift_calls.zero_()
-        rep = result.report
-        if self.hardware.crossbar.failure_policy == "remap" and rep.failed_cells:
-            rep += self._remap_failed(result.failed, seed)
-        self._refresh_adc()
-        failed = (self.g_us - self.target_conductance()).abs() > self.hardware.device.wv_tolerance_us
-        rep.failed_cells = int(failed.sum())
-        rep.failed_per_layer = {self.layer_name: rep.failed_cells}
-        rep.failed_per_tile = {self.layer_name: xb.failures_per_tile(self.hardware.crossbar, failed, self.grid).tolist()}
-        rep.remapped_columns = {self.layer_name: int(self.remapped.sum())}
-        self._charge_programming(rep, phase)
-        return rep
-
-    def _remap_failed(self, failed: torch.Tensor, seed: int) -> ProgrammingReport:
-        """Move (tile, column) pairs holding failed cells onto spare columns, as far as spares last."""
-        xbar = self.hardware.crossbar
-        rows = xbar.rows
-        col_fail = failed.any(0)  # [in, out]
-        pad = self.grid.n_in_tiles * rows - self.in_flat
-        per_tile = torch.nn.functional.pad(col_fail, (0, 0, 0, pad)).view(self.grid.n_in_tiles, rows, -1).any(1)
-        wpt = xbar.weights_per_tile_col
-        want = per_tile & ~self.remapped
-        chosen = torch.zeros_like(want)
-        for t_out in range(self.grid.n_out_tiles):  # a handful of tiles, not cells
-            block = want[:, t_out * wpt:(t_out + 1) * wpt]
-            used = self.remapped[:, t_out * wpt:(t_out + 1) * wpt].sum(1, keepdim=True)
-            rank = block.cumsum(1) + used
-            chosen[:, t_out * wpt:(t_out + 1) * wpt] = block & (rank <= xbar.spare_cols)
-        if not bool(chosen.any()):
-            return ProgrammingReport()
-        self.remapped |= chosen
-        cell_mask = chosen.repeat_interleave(rows, dim=0)[: self.in_flat].unsqueeze(0).expand_as(self.g_us)
-        idx = torch.nonzero(cell_mask.reshape(-1)).squeeze(1)
-        dev = self.hardware.device
-        gen = _generator(_sub_seed(seed, self.layer_name, "spare-program"), self.g_us.device)
-        target = self.target_conductance().reshape(-1)[idx]
-        codes = self._fault_code(seed).reshape(-1)[idx]
-        res = write_verify(dev, torch.full_like(target, dev.g_min_us), target, gen, fault_code=codes,
-                           parallel_cells=xbar.program_parallel_cells)
-        flat = self.g_us.view(-1)
-        flat[idx] = res.g_us
-        return res.report
+        return self._charge_programming(self.array.program(seed), phase)
 
     def reprogram_weight(self, new_weight2d: torch.Tensor, phase: str = "deploy") -> ProgrammingReport:
-        """Change the analogue base to ``new_weight2d`` by write-verify from the current state.
-
-        The per-tensor/column scales are kept, so cells whose target level does
-        not change need only their verify read. Weights outside the programmable
-        range are clipped to the window.
-        """
-        if not self.programmed:
-            raise RuntimeError(f"{self.layer_name}: program() the layer before reprogramming it")
-        if tuple(new_weight2d.shape) != (self.out_features, self.in_flat):
-            raise ValueError(f"{self.layer_name}: new weight shape {tuple(new_weight2d.shape)} != "
-                             f"{(self.out_features, self.in_flat)}")
-        if not torch.isfinite(new_weight2d).all():
-            raise ValueError(f"{self.layer_name}: new weight contains NaN or Inf")
-        hw = self.hardware
-        g_t = xb.weight_to_conductance(hw.crossbar, hw.device, new_weight2d.detach().float(), self.scale_us)
-        g_t = g_t.transpose(1, 2).contiguous()
-        target = self._encode_target(g_t)
-        seed = int(self.chip_seed)
-        calls = int(self.drift_calls) + 1
-        gen = _generator(_sub_seed(seed, self.layer_name, "reprogram", calls), self.g_us.device)
-        self.target.copy_(target)
-        result = write_verify(hw.device, self.g_us, self.target_conductance(), gen,
-                              fault_code=self._fault_code(seed), parallel_cells=hw.crossbar.program_parallel_cells)
-        self.g_us.copy_(result.g_us)
-        self.drift_calls.fill_(calls)
-        self.age_s.zero_()
-        self._refresh_adc()
-        rep = result.report
-        rep.failed_per_layer = {self.layer_name: rep.failed_cells}
-        self._charge_programming(rep, phase)
-        return rep
-
-    def _charge_programming(self, rep: ProgrammingReport, phase: str) -> None:
-        phase = self.ledger.current_phase(phase)
-        self.ledger.add(phase, energy_pj=rep.energy_pj, energy_program_pj=rep.energy_pj,
-                        latency_ns=rep.latency_ns, pulses=rep.pulses, verify_reads=rep.verify_reads,
-                        cells_programmed=rep.cells, failed_cells=rep.failed_cells)
-        self.ledger.log_event("program", phase, layer=self.layer_name, cells=rep.cells, pulses=rep.pulses,
-                              failed_cells=rep.failed_cells, energy_pj=rep.energy_pj)
-
-    def _tiles(self) -> torch.Tensor:
-        hw = self.hardware
-        dg = xb.delta_conductance(hw.crossbar, hw.device, self.g_us)
-        if self.grid.n_in_tiles == 1:
-            return dg.unsqueeze(0)
-        return xb.tile_layout(dg, self.grid, hw.crossbar.rows)
-
-    def _refresh_adc(self) -> None:
-        """Recalibrate the ADC range and cache per-row conductance sums after any write or drift."""
-        self.adc_fs_us.copy_(xb.adc_full_scale_us(self.hardware.crossbar, self._tiles()))
-        self.g_row_sum_us.copy_(self.g_us.sum(dim=(0, 2)))
+        """Change the analogue base to ``new_weight2d`` by write-verify (see :meth:`AnalogArray.reprogram`)."""
+        return self._charge_programming(self.array.reprogram(new_weight2d), phase)
 
     def drift(self, seconds: float) -> None:
         """Age the programmed cells by ``seconds`` more (stuck cells do not move)."""
-        if not self.programmed:
-            raise RuntimeError(f"{self.layer_name}: program() the layer before drifting it")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-                or seconds < 0:
-            raise ValueError(f"drift seconds must be a finite number >= 0, got {seconds!r}")
-        if seconds == 0:
-            return
-        dev = self.hardware.device
-        seed = int(self.chip_seed)
-        calls = int(self.drift_calls) + 1
-        t0 = float(self.age_s)
-        gen = _generator(_sub_seed(seed, self.layer_name, "drift", calls), self.g_us.device)
-        nu = None
-        if dev.drift_model == "power_law":
-            nu_gen = _generator(_sub_seed(seed, self.layer_name, "nu"), self.g_us.device)
-            nu = drift_nu(dev, self.cells, nu_gen).to(self.g_us.device).view_as(self.g_us)
-        new = apply_drift(dev, self.g_us.clone(), t0, t0 + float(seconds), gen, nu)
-        stuck = self._fault_code(seed) != 0
-        self.g_us.copy_(torch.where(stuck, self.g_us, new))
-        self.age_s.fill_(t0 + float(seconds))
-        self.drift_calls.fill_(calls)
-        self._refresh_adc()
+        self.array.drift(seconds)
 
     def set_conductance(self, g_us: torch.Tensor) -> None:
-        """Overwrite the cells' conductances ``[cells_per_weight, in, out]`` (a simulator what-if, not a
-        chip write: nothing is charged). Used to restore a saved state after a noise study."""
-        if not self.programmed:
-            raise RuntimeError(f"{self.layer_name}: program() the layer before setting its conductances")
-        if tuple(g_us.shape) != tuple(self.g_us.shape):
-            raise ValueError(f"{self.layer_name}: conductance shape {tuple(g_us.shape)} != {tuple(self.g_us.shape)}")
-        if not torch.isfinite(g_us).all():
-            raise ValueError(f"{self.layer_name}: conductances contain NaN or Inf")
-        self.g_us.copy_(g_us)
-        self._refresh_adc()
+        """Overwrite the weight cells (a simulator what-if, not a chip write: nothing is charged)."""
+        self.array.set_conductance(g_us)
 
     def apply_write_noise(self, sigma_us: float, seed: int) -> None:
-        """Replace the programmed state by one-shot writes: target + N(0, sigma_us), clamped to the window.
+        """The reference code's one-shot write-noise model on the weight cells (a study tool; free)."""
+        self.array.apply_write_noise(sigma_us, seed)
 
-        This is the reference code's deployment model (additive Gaussian on G after
-        an ideal write-verify, no verify loop); it is a study tool and charges nothing.
-        """
-        if not self.programmed:
-            raise RuntimeError(f"{self.layer_name}: program() the layer before adding write noise")
-        gen = _generator(_sub_seed(seed, self.layer_name, "write-noise"), self.g_us.device)
-        g = residual_write_noise(self.hardware.device, self.target_conductance(), sigma_us, gen)
-        stuck = self._fault_code(int(self.chip_seed)) != 0
-        self.g_us.copy_(torch.where(stuck, self.g_us, g))
-        self._refresh_adc()
+    def _charge_programming(self, rep: ProgrammingReport, phase: str) -> ProgrammingReport:
+        pricing.price_programming(self.hardware.device, rep)
+        phase = self.ledger.current_phase(phase)
+        self.ledger.charge(phase, pricing.programming_charges(rep))
+        self.ledger.log_event("program", phase, layer=self.layer_name, cells=rep.cells, pulses=rep.pulses,
+                              failed_cells=rep.failed_cells, energy_pj=rep.energy_pj)
+        return rep
 
     # ------------------------------------------------------------ adapters
     def _lora_shapes(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -364,7 +158,7 @@ class _HybridBase(nn.Module):
         if name in self.lora_A:
             raise ValueError(f"{self.layer_name}: adapter {name!r} already exists")
         a_shape, b_shape = self._lora_shapes(rank)
-        ref = self.g_us
+        ref = self.array.g_us
         a = torch.empty(a_shape, device=ref.device, dtype=torch.float32)
         fan_in = math.prod(a_shape[1:])
         bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) bound
@@ -399,62 +193,40 @@ class _HybridBase(nn.Module):
         b = fake_quantize(self.lora_B[name], bits).reshape(self.out_features, self.r[name])
         return (b @ a) * self.scaling[name]
 
+    def adapter_parameters(self, names: Iterable[str] | None = None) -> list[nn.Parameter]:
+        names = list(self.lora_A) if names is None else [n for n in names if n in self.lora_A]
+        out = []
+        for n in names:
+            out += [self.lora_A[n], self.lora_B[n]] + ([self.lora_bias[n]] if n in self.lora_bias else [])
+        return out
+
+    def stored_digital_params(self) -> tuple[int, int]:
+        """(adapter factors and digital output rows held at adapter precision, digital bias values)."""
+        n = sum(p.numel() for n_ in self.lora_A for p in (self.lora_A[n_], self.lora_B[n_]))
+        n_bias = sum(p.numel() for p in self.lora_bias.values())
+        return n, n_bias
+
     # ------------------------------------------------------------ compute
-    def _derived(self) -> tuple[xb.PreparedMVM, torch.Tensor]:
-        """(prepared MVM operands, effective weight ``[out, in]``), recomputed only when the cells change.
-
-        The key holds the in-place version counters of the state buffers, so any
-        write (programming, drift, noise studies, ``load_state_dict``) invalidates it.
-        """
-        state = (self.g_us, self.adc_fs_us, self.scale_us)
-        cached = self.__dict__.get("_derived_cache")
-        inference = torch.is_inference_mode_enabled()
-        if cached is not None and not inference and all(
-                ref() is t and t._version == v for (ref, v), t in zip(cached[0], state)):
-            return cached[1], cached[2]
-        hw = self.hardware
-        dg = xb.delta_conductance(hw.crossbar, hw.device, self.g_us)
-        prepared = xb.prepare_mvm(hw.crossbar, dg, self.grid, self.adc_fs_us, self.scale_us)
-        eff = (dg / self.scale_us).t()
-        if not inference:  # inference-mode tensors carry no version counter and cannot be reused in autograd
-            # weak references: a buffer replaced by a new tensor (e.g. .to()) never matches an old entry
-            self.__dict__["_derived_cache"] = (tuple((weakref.ref(t), t._version) for t in state), prepared, eff)
-        return prepared, eff
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        # a chip rebuilt from its state (e.g. a Flower client's Context.state) reads with its own noise stream
-        if self.programmed:
-            self.noise_source.reseed(_sub_seed(int(self.chip_seed), "read-noise"))
-
-    def __getstate__(self):
-        d = dict(self.__dict__)
-        d.pop("_derived_cache", None)  # derived data, and weak references do not pickle
-        return d
-
     # how a layer feeds the crossbar: Linear rows are vectors; HybridConv2d overrides these for patches
     _out_dim = -1
 
     def _encode(self, x: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """DAC codes of the layer input, ``(alpha [n, 1], buffer [n, in + pad], codes [n, in])``."""
-        return xb.dac_encode(self.hardware.crossbar, x, pad, self.workspace)
+        return xb.dac_encode(self.hardware.crossbar, x, pad, self.array.workspace)
 
     def _to_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y
 
     def _input_grad(self, grad_out: torch.Tensor, in_shape: torch.Size) -> torch.Tensor:
         """Straight-through input gradient: the transposed read of the programmed weights."""
-        return grad_out @ self._derived()[1]
+        return grad_out @ self.array.prepared()[1]
 
     def _shadow_out(self, x: torch.Tensor, shadow: torch.Tensor) -> torch.Tensor:
         return x @ shadow.t()
 
     def _analog_forward(self, x: torch.Tensor, phase: str | None = None) -> torch.Tensor:
-        hw = self.hardware
-        prepared, _ = self._derived()
-        alpha, buf, codes = self._encode(x, xb.input_pad(hw.crossbar, self.grid))
-        res = xb.analog_mvm(hw.crossbar, hw.device, buf, codes, alpha, self.grid, prepared,
-                            read_noise=self.analog_noise, noise=self.noise_source, workspace=self.workspace)
+        alpha, buf, codes = self._encode(x, xb.input_pad(self.hardware.crossbar, self.grid))
+        res = self.array.read(buf, codes, alpha, read_noise=self.analog_noise)
         self._charge_forward(res, codes.shape[0], phase)
         return self._to_output(res.y, x)
 
@@ -465,55 +237,65 @@ class _HybridBase(nn.Module):
         if not self.ledger.enabled:
             return
         hw = self.hardware
-        cpw = hw.crossbar.cells_per_weight
-        c = xb.mvm_cost(hw.crossbar, hw.device, res.codes, res.code_full_scale, self.g_row_sum_us, self.grid, n, cpw,
-                        codes_sq=res.codes_sq, workspace=self.workspace)
         phase = phase or self._phase()
+        driven, x2g = self.array.counts(res)
         led = self.ledger
-        led.add_scaled(phase, c.driven_rows, {"analog_macs": c.macs_per_row, "dac_conversions": c.dac_per_row,
-                                              "energy_dac_pj": c.dac_energy_pj_per_row,
-                                              "energy_pj": c.dac_energy_pj_per_row})
-        led.add_scaled(phase, c.cell_energy_pj, {"energy_analog_pj": 1.0, "energy_pj": 1.0})
-        led.add(phase, energy_pj=c.adc_energy_pj, energy_adc_pj=c.adc_energy_pj, adc_conversions=c.adc_conversions,
-                latency_ns=c.latency_ns)
+        led.add_scaled(phase, driven, pricing.driven_row_coefficients(hw, self.grid))
+        led.add_scaled(phase, x2g, pricing.cell_read_coefficients(hw.device, res.code_full_scale))
+        led.charge(phase, pricing.mvm_fixed_charges(hw, self.grid, n))
+        act = hw.digital.activation_bytes
+        rd, wr = n * self.in_flat * act, n * self.out_features * act
+        self.residency.activations(rd, wr, rd + wr, self._last_samples)
 
     def _charge_backward(self, n: int) -> None:
         """Transposed read for the input gradient: DACs on columns, ADCs on rows."""
         if not self.ledger.enabled:
             return
-        hw = self.hardware
-        xbar = hw.crossbar
-        g = self.grid
-        macs = n * self.in_flat * self.out_features * xbar.cells_per_weight
-        dac = n * self.out_features * g.n_in_tiles
-        adc = n * self.in_flat * g.n_out_tiles
-        # inputs of a transposed read are gradients, not DAC-normalised activations: price them at
-        # full swing on the mean cell (an upper bound)
-        g_mean = self.g_row_sum_us.sum() / self.cells
-        cell_e = macs * hw.device.read_voltage_v ** 2 * g_mean * hw.device.read_time_ns * 1e-3
-        e = cell_e + dac * xbar.dac_energy_pj + adc * xbar.adc_energy_pj
-        lat = n * (hw.device.read_time_ns + xbar.col_mux * xbar.adc_time_ns)
+        g_mean = float(self.array.g_row_sum_us.sum()) / self.array.cells
         # autograd runs backward with grad mode off, so the phase cannot be inferred from it
-        self.ledger.add(self.ledger.current_phase("train"), energy_pj=e, energy_analog_pj=cell_e, energy_dac_pj=dac * xbar.dac_energy_pj,
-                        energy_adc_pj=adc * xbar.adc_energy_pj, latency_ns=lat, analog_macs=macs,
-                        dac_conversions=dac, adc_conversions=adc)
+        self.ledger.charge(self.ledger.current_phase("train"),
+                           pricing.transposed_read_charges(self.hardware, self.grid, n, g_mean))
 
-    def _charge_digital(self, n_vectors: int, n_params: int, macs_per_vector: int, act_per_vector: int,
-                        grad: bool) -> None:
+    def _charge_digital(self, n_vectors: int, n_samples: int, dense_macs_per_vector: int, nonzero: torch.Tensor,
+                        macs_per_nonzero: int, weight_params: int, act_read: int, act_write: int, grad: bool,
+                        bias_values: int = 0) -> None:
+        """A digital matrix product of this layer (LoRA branches or head rows), priced by the one rule.
+
+        ``nonzero``: non-zero input values (the input-side MACs skip zeros, as the
+        crossbar skips zero rows); ``dense_macs_per_vector``: the MACs that do not.
+        """
         if not self.ledger.enabled:
             return
         dig = self.hardware.digital
-        macs = n_vectors * macs_per_vector * (3 if grad else 1)  # backward: dA, dB and dx
-        sram_r = n_params * dig.adapter_bytes_per_param + n_vectors * act_per_vector * dig.activation_bytes
-        e_mac = macs * dig.mac_energy_pj
-        e_sram = sram_r * dig.sram_read_energy_pj_per_byte
-        lat = math.ceil(macs / dig.pe_count) * dig.mac_time_ns
-        self.ledger.add(self._phase(), energy_pj=e_mac + e_sram, energy_digital_pj=e_mac, energy_sram_pj=e_sram,
-                        digital_macs=macs, sram_read_bytes=sram_r, latency_ns=lat)
+        training = grad and self.training
+        phase = self._phase()
+        c = pricing.digital_linear_charges(dig, n_vectors, n_samples, dense_macs_per_vector, weight_params, act_read,
+                                           act_write, training, weight_fraction=self.residency.weight_fraction())
+        if bias_values:
+            c = pricing.combine(c, pricing.bias_charges(dig, n_vectors, n_samples, bias_values))
+        self.ledger.charge(phase, c)
+        self.ledger.add_scaled(phase, nonzero, pricing.scaled(pricing.mac_coefficients(dig, training),
+                                                              macs_per_nonzero))
+        act = dig.activation_bytes
+        rd, wr = n_vectors * act_read * act, n_vectors * act_write * act
+        if training:  # saved for the backward pass, read again, input gradients written
+            rd, wr = rd + rd + wr, wr + rd
+        self.residency.activations(rd, wr, n_vectors * (act_read + act_write) * act, n_samples)
+
+    def _charge_bias(self, n_vectors: int, n_samples: int) -> None:
+        if self.ledger.enabled:
+            self.ledger.charge(self._phase(), pricing.bias_charges(self.hardware.digital, n_vectors, n_samples,
+                                                                   self.out_features))
+
+    def _charge_weight_gradient(self, n: int) -> None:
+        """dW outer products in the digital unit plus the transposed analogue read for dx."""
+        if not self.ledger.enabled:
+            return
+        g_mean = float(self.array.g_row_sum_us.sum()) / self.array.cells
+        self.ledger.charge(self.ledger.current_phase("train"),
+                           pricing.weight_gradient_charges(self.hardware, self.grid, n, g_mean))
 
     def _base(self, x2: torch.Tensor) -> torch.Tensor:
-        if not self.programmed:
-            raise RuntimeError(f"{self.layer_name}: the analogue base is not programmed yet; call program(seed)")
         shadow = getattr(self, "weight_shadow", None)
         if shadow is not None and shadow.requires_grad and torch.is_grad_enabled():
             # full-weight training: the chip computes the output, gradients reach the digital shadow
@@ -538,28 +320,22 @@ class _HybridBase(nn.Module):
             self.weight_shadow = nn.Parameter(self.target_weight().detach().clone())
         return self.weight_shadow
 
-    def _charge_weight_gradient(self, n: int) -> None:
-        """dW outer products in the digital unit plus the transposed analogue read for dx."""
-        if not self.ledger.enabled:
-            return
-        dig = self.hardware.digital
-        macs = n * self.in_flat * self.out_features
-        self.ledger.add(self.ledger.current_phase("train"), energy_pj=macs * dig.mac_energy_pj,
-                        energy_digital_pj=macs * dig.mac_energy_pj, digital_macs=macs,
-                        latency_ns=math.ceil(macs / dig.pe_count) * dig.mac_time_ns)
-        self._charge_backward(n)
-
-    def adapter_parameters(self, names: Iterable[str] | None = None) -> list[nn.Parameter]:
-        names = list(self.lora_A) if names is None else [n for n in names if n in self.lora_A]
-        out = []
-        for n in names:
-            out += [self.lora_A[n], self.lora_B[n]] + ([self.lora_bias[n]] if n in self.lora_bias else [])
-        return out
+    def _lora_terms(self) -> tuple[list[str], int, int, int, bool]:
+        """(active names, rank sum, stored factor values, bias values, whether any is trained)."""
+        names = self.active_adapters
+        rsum = sum(self.r[n] for n in names)
+        n_params = sum(self.lora_A[n].numel() + self.lora_B[n].numel() for n in names)
+        n_bias = sum(self.out_features for n in names if n in self.lora_bias)
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters(names))
+        return names, rsum, n_params, n_bias, grad
 
     def extra_repr(self) -> str:
-        hw = self.hardware
-        return (f"out={self.out_features}, in={self.in_flat}, tiles={self.grid.n_in_tiles}x{self.grid.n_out_tiles}, "
-                f"preset={hw.name}, adapters={list(self.lora_A)}, active={self.active_adapters}")
+        return f"adapters={list(self.lora_A)}, active={self.active_adapters}"
+
+
+def _samples(x: torch.Tensor) -> int:
+    """Samples in a layer input: its leading dimension (a weight is read once per sample)."""
+    return int(x.shape[0]) if x.dim() > 1 else 1
 
 
 class HybridLinear(_HybridBase):
@@ -607,7 +383,7 @@ class HybridLinear(_HybridBase):
                              f"got {tuple(bias.shape)}")
         if not torch.isfinite(weight).all() or (bias is not None and not torch.isfinite(bias).all()):
             raise ValueError(f"{self.layer_name}: digital outputs contain NaN or Inf")
-        ref = self.g_us
+        ref = self.array.g_us
         w = weight.detach().to(ref.device, torch.float32)
         b = torch.zeros(w.shape[0], device=ref.device) if bias is None else bias.detach().to(ref.device, torch.float32)
         old_w = getattr(self, "digital_weight", None)
@@ -622,35 +398,46 @@ class HybridLinear(_HybridBase):
         w = getattr(self, "digital_weight", None)
         return 0 if w is None else int(w.shape[0])
 
+    def stored_digital_params(self) -> tuple[int, int]:
+        n, n_bias = super().stored_digital_params()
+        k = self.digital_out_features
+        return n + k * self.in_features, n_bias + k
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with hybrid_layer_scope():
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(self.layer_name or "HybridLinear", x, self.in_features, -1)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
+        n, ns = x2.shape[0], _samples(x)
+        self._last_samples = ns
         y = self._base(x2)
+        dig = self.hardware.digital
         if self.active_adapters:
-            bits = self.hardware.digital.adapter_bits
-            n_params = 0
-            macs = 0
-            acts = self.in_features + self.out_features
-            for name in self.active_adapters:
+            names, rsum, n_params, n_bias, grad = self._lora_terms()
+            bits, abits = dig.adapter_bits, dig.activation_bits
+            xq = fake_quantize(x2, abits)
+            for name in names:
                 a = fake_quantize(self.lora_A[name], bits)
                 b = fake_quantize(self.lora_B[name], bits)
-                y = y + (x2 @ a.t()) @ b.t() * self.scaling[name]
+                h = fake_quantize(xq @ a.t(), abits)
+                y = y + fake_quantize((h @ b.t()) * self.scaling[name], abits)
                 if name in self.lora_bias:
                     y = y + self.lora_bias[name]
-                n_params += a.numel() + b.numel()
-                macs += a.numel() + b.numel()
-                acts += self.r[name]
-            grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters(self.active_adapters))
-            self._charge_digital(x2.shape[0], n_params, macs, acts, grad and self.training)
+            self._charge_digital(n, ns, rsum * self.out_features, torch.count_nonzero(xq.detach()), rsum, n_params,
+                                 self.in_features + rsum, rsum + self.out_features, grad, n_bias)
         if self.bias is not None:
             y = y + self.bias
+            self._charge_bias(n, ns)
         k = self.digital_out_features
         if k:
-            dw = fake_quantize(self.digital_weight, self.hardware.digital.adapter_bits)
-            y = torch.cat([y, x2 @ dw.t() + self.digital_bias], dim=-1)
-            self._charge_digital(x2.shape[0], dw.numel(), dw.numel(), self.in_features + k,
-                                 self.training and self.digital_weight.requires_grad and torch.is_grad_enabled())
+            dw = fake_quantize(self.digital_weight, dig.adapter_bits)
+            xq = fake_quantize(x2, dig.activation_bits)
+            y = torch.cat([y, fake_quantize(xq @ dw.t(), dig.activation_bits) + self.digital_bias], dim=-1)
+            self._charge_digital(n, ns, 0, torch.count_nonzero(xq.detach()), k, dw.numel(), self.in_features, k,
+                                 torch.is_grad_enabled() and self.digital_weight.requires_grad, k)
         return y.reshape(*lead, self.out_features + k)
 
 
@@ -692,12 +479,13 @@ class HybridConv2d(_HybridBase):
         max-pool of the channel-wise abs-max.
         """
         xbar = self.hardware.crossbar
+        ws = self.array.workspace
         n, c, h, w = x.shape
         ho, wo = self._out_hw(h, w)
         kh, kw = self.kernel_size
         if self.dilation != (1, 1):
             cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
-            return xb.dac_encode(xbar, cols.transpose(1, 2).reshape(-1, self.in_flat), pad, self.workspace)
+            return xb.dac_encode(xbar, cols.transpose(1, 2).reshape(-1, self.in_flat), pad, ws)
         ph, pw = self.padding
         xp = F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
         amax = xp.abs().amax(dim=1, keepdim=True)
@@ -705,20 +493,27 @@ class HybridConv2d(_HybridBase):
         patches = xp.unfold(2, kh, self.stride[0]).unfold(3, kw, self.stride[1])  # [n, c, ho, wo, kh, kw]
         # scale in im2col order [n, c, kh, kw, ho, wo] (long contiguous inner loops), then lay the
         # vectors out as rows: two vectorised passes beat one six-dimensional gather
-        cols = xb.scratch(self.workspace, "patches", (n, c, kh, kw, ho, wo), x)
+        cols = xb.scratch(ws, "patches", (n, c, kh, kw, ho, wo), x)
         torch.mul(patches.permute(0, 1, 4, 5, 2, 3), (xb.dac_levels(xbar) / alpha).view(n, 1, 1, 1, ho, wo), out=cols)
         if xbar.dac_bits is not None:
             cols.round_()
-        buf, codes = xb.code_buffer(n * ho * wo, self.in_flat, pad, x, self.workspace)
+        buf, codes = xb.code_buffer(n * ho * wo, self.in_flat, pad, x, ws)
         codes.view(n, ho * wo, self.in_flat).copy_(cols.view(n, self.in_flat, ho * wo).transpose(1, 2))
         return alpha.view(-1, 1), buf, codes
+
+    def _patch_nonzeros(self, x: torch.Tensor) -> torch.Tensor:
+        """Non-zero values over every receptive field of ``x`` (what a zero-skipping digital conv multiplies)."""
+        with torch.no_grad():
+            ind = (x != 0).to(x.dtype).sum(1, keepdim=True)
+            ones = torch.ones(1, 1, *self.kernel_size, device=x.device, dtype=x.dtype)
+            return F.conv2d(ind, ones, stride=self.stride, padding=self.padding, dilation=self.dilation).sum()
 
     def _to_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ho, wo = self._out_hw(x.shape[2], x.shape[3])
         return y.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).contiguous()
 
     def _input_grad(self, grad_out: torch.Tensor, in_shape: torch.Size) -> torch.Tensor:
-        w = self._derived()[1].view(self.out_channels, self.in_channels, *self.kernel_size)
+        w = self.array.prepared()[1].view(self.out_channels, self.in_channels, *self.kernel_size)
         return torch.nn.grad.conv2d_input(in_shape, w, grad_out, self.stride, self.padding, self.dilation)
 
     def _shadow_out(self, x: torch.Tensor, shadow: torch.Tensor) -> torch.Tensor:
@@ -726,26 +521,31 @@ class HybridConv2d(_HybridBase):
         return F.conv2d(x, w, None, self.stride, self.padding, self.dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with hybrid_layer_scope():
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(self.layer_name or "HybridConv2d", x, self.in_channels, -3)
         if x.dim() != 4:
             raise ValueError(f"{self.layer_name or 'HybridConv2d'}: expected a 4-D input, got shape {tuple(x.shape)}")
+        self._last_samples = int(x.shape[0])
         y = self._base(x)
+        n, ns = y.numel() // self.out_channels, x.shape[0]
         if self.active_adapters:
-            bits = self.hardware.digital.adapter_bits
-            n_params = macs = 0
-            acts = self.in_flat + self.out_channels
-            for name in self.active_adapters:
+            names, rsum, n_params, n_bias, grad = self._lora_terms()
+            bits, abits = self.hardware.digital.adapter_bits, self.hardware.digital.activation_bits
+            xq = fake_quantize(x, abits)
+            for name in names:
                 a = fake_quantize(self.lora_A[name], bits)
                 b = fake_quantize(self.lora_B[name], bits)
-                h_ = F.conv2d(x, a, stride=self.stride, padding=self.padding, dilation=self.dilation)
-                y = y + F.conv2d(h_, b) * self.scaling[name]
+                h_ = fake_quantize(F.conv2d(xq, a, stride=self.stride, padding=self.padding, dilation=self.dilation),
+                                   abits)
+                y = y + fake_quantize(F.conv2d(h_, b) * self.scaling[name], abits)
                 if name in self.lora_bias:
                     y = y + self.lora_bias[name].view(1, -1, 1, 1)
-                n_params += a.numel() + b.numel()
-                macs += a.numel() + b.numel()
-                acts += self.r[name]
-            grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters(self.active_adapters))
-            self._charge_digital(y.numel() // self.out_channels, n_params, macs, acts, grad and self.training)
+            self._charge_digital(n, ns, rsum * self.out_channels, self._patch_nonzeros(xq), rsum, n_params,
+                                 self.in_flat + rsum, rsum + self.out_channels, grad, n_bias)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
+            self._charge_bias(n, ns)
         return y

@@ -14,24 +14,16 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from ..costs.ledger import CostLedger
+from ..costs import pricing
 from ..hardware.config import HardwareConfig
 from ..hardware.noise_source import NormalSource
 from ..hardware.programming import ProgrammingReport
+from .chip import ChipModel
 from .layers import HybridConv2d, HybridLinear, _HybridBase
 
 _ADAPTER_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-
-
-def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> float:
-    """Bytes of optimiser state per parameter kept in the digital unit (fp32 moments)."""
-    # by name: a checkpoint loaded with dill's recurse mode re-creates torch's optimiser classes
-    if any(c.__name__ in ("Adam", "AdamW") for c in type(optimizer).__mro__):
-        return 8.0
-    if any(g.get("momentum", 0) for g in optimizer.param_groups):
-        return 4.0
-    return 0.0
-
+#: logit given to output units outside :meth:`HybridModel.set_output_classes` (Avalanche's IncrementalClassifier value)
+MASK_VALUE = -1000.0
 
 _RESERVED = frozenset(dir(nn.ParameterDict()))
 
@@ -45,38 +37,40 @@ def _check_adapter_name(name: object) -> str:
     return name
 
 
-class HybridModel(nn.Module):
+class HybridModel(ChipModel):
     """Wraps a module whose Linear/Conv2d layers were replaced by hybrid layers.
 
     ``forward`` is the wrapped module's. The model owns one :class:`CostLedger`
-    shared by all its hybrid layers (``model.ledger``).
+    shared by all its hybrid layers (``model.ledger``), one SRAM working set
+    (``model.residency``) and one read-noise stream; every forward pass also
+    charges the digital work outside the crossbar layers (see
+    :mod:`avalanche_rm.nn.profile`).
     """
 
     def __init__(self, module: nn.Module, hardware: HardwareConfig) -> None:
-        super().__init__()
+        super().__init__(hardware)
         self.base_model = module
-        self.hardware = hardware
-        self.ledger = CostLedger()
         self._adapter_cfg: dict[str, dict] = {}
         self._active: list[str] = []
-        self._optim_hooks: list = []
+        self._output_classes: torch.Tensor | None = None
         self._share_chip_state()
 
     def _share_chip_state(self) -> None:
         layers = self.hybrid_layers()
-        # one chip: one ledger, one read-noise stream and one scratch space for all its layers (run one at a time)
-        source = layers[0].noise_source if layers else None
-        scratch = layers[0].workspace if layers else None
+        # one chip: one ledger, SRAM, read-noise stream and scratch space for all its layers (run one at a time)
+        source = layers[0].array.noise_source if layers else None
+        scratch = layers[0].array.workspace if layers else None
         for layer in layers:
             layer.ledger = self.ledger
-            layer.noise_source = source
-            layer.workspace = scratch
+            layer.residency = self.residency
+            layer.array.noise_source = source
+            layer.array.workspace = scratch
 
     @property
     def noise_source(self) -> NormalSource | None:
         """The chip's read-noise stream (shared by its layers; reseeded by :meth:`program`)."""
         layers = self.hybrid_layers()
-        return layers[0].noise_source if layers else None
+        return layers[0].array.noise_source if layers else None
 
     @contextlib.contextmanager
     def fork_read_noise(self, seed: int) -> Iterator[NormalSource | None]:
@@ -105,7 +99,7 @@ class HybridModel(nn.Module):
 
     def _use_noise_source(self, source: NormalSource) -> None:
         for layer in self.hybrid_layers():
-            layer.noise_source = source
+            layer.array.noise_source = source
 
     # ------------------------------------------------------------ structure
     def named_hybrid_layers(self) -> Iterator[tuple[str, _HybridBase]]:
@@ -116,8 +110,50 @@ class HybridModel(nn.Module):
     def hybrid_layers(self) -> list[_HybridBase]:
         return [m for _, m in self.named_hybrid_layers()]
 
-    def forward(self, *args, **kwargs):
-        return self.base_model(*args, **kwargs)
+    def _run(self, *args, **kwargs):
+        out = self.base_model(*args, **kwargs)
+        cls = self._output_classes
+        if cls is not None and isinstance(out, torch.Tensor):
+            mask = torch.full((out.shape[-1],), MASK_VALUE, device=out.device, dtype=out.dtype)
+            mask[cls[cls < out.shape[-1]].to(out.device)] = 0.0
+            out = out + mask
+        return out
+
+    def set_output_classes(self, classes: Iterable[int] | None) -> None:
+        """Give output units outside ``classes`` a logit of -1000 (``None``: every unit counts).
+
+        Avalanche's ``IncrementalClassifier(masking=True)`` does the same for units
+        of classes not seen yet. On a frozen base it matters: the base's head is
+        confident about its own classes on every input, so without the mask the
+        cross-entropy of new classes starts very high and its gradient drives LoRA
+        branches on feature layers to silence the shared features (dead ReLUs).
+        """
+        if classes is None:
+            self._output_classes = None
+            return
+        cls = torch.tensor(sorted({int(c) for c in classes}), dtype=torch.long)
+        if len(cls) == 0 or bool((cls < 0).any()):
+            raise ValueError(f"output classes must be non-empty and non-negative, got {list(classes)}")
+        self._output_classes = cls
+
+    @property
+    def output_classes(self) -> list[int] | None:
+        return None if self._output_classes is None else self._output_classes.tolist()
+
+    def _stored_weight_bytes(self) -> float:
+        dig = self.hardware.digital
+        total = 0.0
+        for layer in self.hybrid_layers():
+            n, n_bias = layer.stored_digital_params()
+            total += n * dig.adapter_bytes_per_param + n_bias * pricing.BIAS_BYTES
+        return total
+
+    def _quantised_params(self) -> set[int]:
+        out = {id(p) for layer in self.hybrid_layers() for d in (layer.lora_A, layer.lora_B) for p in d.values()}
+        for layer in self.hybrid_layers():
+            if getattr(layer, "digital_weight", None) is not None:
+                out.add(id(layer.digital_weight))
+        return out
 
     @property
     def cells(self) -> int:
@@ -128,13 +164,62 @@ class HybridModel(nn.Module):
         return all(layer.programmed for layer in self.hybrid_layers())
 
     # ------------------------------------------------------------ hardware verbs
-    def program(self, seed: int = 0) -> ProgrammingReport:
-        """Write-verify every analogue cell (deployment); returns the combined report."""
+    def program(self, seed: int = 0, calibration_data=None) -> ProgrammingReport:
+        """Write-verify every analogue cell (deployment); returns the combined report.
+
+        ``calibration_data`` (inputs, or a tuple of the forward's arguments) then
+        calibrates the ADC ranges (:meth:`calibrate_adc`).
+        """
         total = ProgrammingReport()
         with self.ledger.phase(self.ledger.current_phase("deploy")):
             for layer in self.hybrid_layers():
                 total += layer.program(seed)
+        self.last_programming = total
+        if calibration_data is not None:
+            self.calibrate_adc(calibration_data)
         return total
+
+    @torch.no_grad()
+    def calibrate_adc(self, inputs, batch_size: int = 256, max_samples: int = 2048) -> dict[str, int]:
+        """Set every ADC's full scale from the partial sums these inputs produce (chip state, saved with it).
+
+        The inputs (a tensor, or a tuple of the forward's arguments with a shared
+        batch dimension) run through the chip with the ADCs bypassed; each ADC then
+        gets the ``adc_calibration_percentile`` of what its columns produced. The
+        reads are charged to ledger phase ``calibrate``. Returns the number of
+        partial-sum samples per layer. Use public or non-forgettable data.
+        """
+        if not self.programmed:
+            raise RuntimeError("program() the chip before calibrating its ADCs")
+        args = inputs if isinstance(inputs, tuple) else (inputs,)
+        if not args or not all(isinstance(a, torch.Tensor) for a in args) or args[0].dim() == 0 \
+                or any(a.shape[0] != args[0].shape[0] for a in args):
+            raise ValueError("calibration inputs must be a tensor or a tuple of tensors with one batch dimension")
+        n = min(int(args[0].shape[0]), max_samples)
+        if n == 0:
+            raise ValueError("calibration inputs are empty")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        layers = dict(self.named_hybrid_layers())
+        dev = next(iter(self.buffers())).device
+        was = self.training
+        self.eval()
+        for layer in layers.values():
+            layer.array.begin_calibration()
+        try:
+            with self.ledger.phase("calibrate"):
+                for i in range(0, n, batch_size):
+                    self(*[a[i:min(i + batch_size, n)].to(dev) for a in args])
+            seen = {name: layer.array.end_calibration() for name, layer in layers.items()}
+        finally:
+            for layer in layers.values():
+                layer.array._calibration = None
+            self.train(was)
+        return seen
+
+    @property
+    def adc_calibrated(self) -> bool:
+        return all(bool(layer.array.adc_calibrated) for layer in self.hybrid_layers())
 
     def drift(self, seconds: float) -> None:
         """Age every programmed cell by ``seconds``."""
@@ -150,7 +235,7 @@ class HybridModel(nn.Module):
 
     def conductance_state(self) -> dict[str, torch.Tensor]:
         """Copies of every layer's programmed conductances, for :meth:`load_conductance_state`."""
-        return {name: layer.g_us.detach().clone() for name, layer in self.named_hybrid_layers()}
+        return {name: layer.array.g_us.detach().clone() for name, layer in self.named_hybrid_layers()}
 
     def load_conductance_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore conductances saved by :meth:`conductance_state` (checked before any write; free)."""
@@ -158,11 +243,11 @@ class HybridModel(nn.Module):
         if set(state) != set(layers):
             raise ValueError(f"conductance state layers {sorted(state)} != model layers {sorted(layers)}")
         for name, g in state.items():
-            if tuple(g.shape) != tuple(layers[name].g_us.shape) or not torch.isfinite(g).all():
+            if tuple(g.shape) != tuple(layers[name].array.g_us.shape) or not torch.isfinite(g).all():
                 raise ValueError(f"conductance state {name!r}: expected finite tensor of shape "
-                                 f"{tuple(layers[name].g_us.shape)}")
+                                 f"{tuple(layers[name].array.g_us.shape)}")
         for name, g in state.items():
-            layers[name].set_conductance(g.to(layers[name].g_us.device))
+            layers[name].set_conductance(g.to(layers[name].array.g_us.device))
 
     def set_analog_noise(self, enabled: bool) -> None:
         """Switch per-read noise on the analogue MVMs (programming state is unaffected)."""
@@ -211,8 +296,8 @@ class HybridModel(nn.Module):
             gen = torch.Generator().manual_seed(int(seed))
         for _, layer in layers:
             a_gen = gen
-            if gen is not None and layer.g_us.device.type != "cpu":
-                a_gen = torch.Generator(device=layer.g_us.device).manual_seed(int(seed))
+            if gen is not None and layer.array.g_us.device.type != "cpu":
+                a_gen = torch.Generator(device=layer.array.g_us.device).manual_seed(int(seed))
             layer.update_layer(name, rank, alpha, rank_scaling, a_gen, bias=bias)
         self._adapter_cfg[name] = {"rank": rank, "alpha": float(alpha), "rank_scaling": rank_scaling,
                                    "bias": bias, "layers": [n for n, _ in layers]}
@@ -332,46 +417,48 @@ class HybridModel(nn.Module):
                     total += layer.reprogram_weight(shadow.detach(), phase=phase)
         return total
 
-    # ------------------------------------------------------------ training hooks
-    def record_update(self, n_params: int | None = None, optimizer_state_bytes_per_param: float | None = None) -> None:
-        """Charge one optimiser step of the trainable adapters to the ledger (SRAM writes)."""
-        dig = self.hardware.digital
-        if n_params is None:
-            n_params = sum(p.numel() for p in self.adapter_parameters() if p.requires_grad and p.grad is not None)
-        state = dig.optimizer_state_bytes_per_param if optimizer_state_bytes_per_param is None \
-            else optimizer_state_bytes_per_param
-        w_bytes = n_params * (dig.adapter_bytes_per_param + state)
-        macs = n_params * 2  # read-modify-write update per parameter
-        e = w_bytes * dig.sram_write_energy_pj_per_byte + macs * dig.mac_energy_pj
-        phase = self.ledger.current_phase("train")
-        self.ledger.add(phase, energy_pj=e, energy_sram_pj=w_bytes * dig.sram_write_energy_pj_per_byte,
-                        energy_digital_pj=macs * dig.mac_energy_pj, sram_write_bytes=w_bytes, digital_macs=macs,
-                        steps=1)
+    def sram_footprint(self) -> dict[str, float]:
+        """What the digital unit stores (bytes): adapters, the last training pass's activations and the
+        training state of the attached optimisers, against the SRAM."""
+        self.residency.set_weights(self._stored_weight_bytes() * self.stored_copies)
+        return self.residency.footprint()
 
-    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Charge every ``optimizer.step()`` to the ledger automatically."""
-        state_bytes = optimizer_state_bytes(optimizer)
+    def to_software(self, merge_active: bool = True) -> nn.Module:
+        """The wrapped network with every hybrid layer back as ``nn.Linear``/``nn.Conv2d``.
 
-        def hook(opt, args, kwargs):
-            ids = {id(p) for p in self.adapter_parameters()}
-            n = sum(p.numel() for g in opt.param_groups for p in g["params"] if id(p) in ids and p.grad is not None)
-            self.record_update(n, state_bytes)
-
-        self._optim_hooks.append(optimizer.register_step_post_hook(hook))
-
-    # ------------------------------------------------------------ pickling
-    def __getstate__(self):
-        d = dict(self.__dict__)
-        d["_optim_hooks"] = []
-        return d
-
-    def __deepcopy__(self, memo):
-        cls = self.__class__
-        new = cls.__new__(cls)
-        memo[id(self)] = new
-        for k, v in self.__dict__.items():
-            new.__dict__[k] = [] if k == "_optim_hooks" else copy.deepcopy(v, memo)
-        return new
+        Weights are the targets the cells encode (plus the active adapters' deltas
+        with ``merge_active``), biases and digital head rows included: the same
+        function, to run on another design (e.g. the all-digital reference).
+        """
+        sw = copy.deepcopy(self.base_model)
+        for name, layer in list(self.named_hybrid_layers()):
+            w = layer.target_weight().detach().clone()
+            if merge_active:
+                for a in layer.active_adapters:
+                    w = w + layer.get_delta_weight(a).detach()
+            bias = layer.bias.detach().clone() if layer.bias is not None else None
+            if isinstance(layer, HybridConv2d):
+                new = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                                layer.dilation, bias=bias is not None)
+                new.weight.data.copy_(w.view_as(new.weight))
+            else:
+                k = layer.digital_out_features
+                new = nn.Linear(layer.in_features, layer.out_features + k, bias=bias is not None or k > 0)
+                rows = [w] + ([layer.digital_weight.detach()] if k else [])
+                new.weight.data.copy_(torch.cat(rows))
+                if new.bias is not None:
+                    b = bias if bias is not None else torch.zeros(layer.out_features, device=w.device)
+                    new.bias.data.copy_(torch.cat([b] + ([layer.digital_bias.detach()] if k else [])))
+            if bias is not None and new.bias is not None and isinstance(layer, HybridConv2d):
+                new.bias.data.copy_(bias)
+            if merge_active and new.bias is not None:
+                for a in layer.active_adapters:
+                    if a in layer.lora_bias:
+                        new.bias.data[: layer.out_features] += layer.lora_bias[a].detach()
+            parent_name, _, attr = name.rpartition(".")
+            parent = sw.get_submodule(parent_name) if parent_name else sw
+            setattr(parent, attr, new.to(w.device))
+        return sw
 
 
 def convert_to_hybrid(module: nn.Module, hardware: HardwareConfig, target_modules: Iterable[str] | None = None,

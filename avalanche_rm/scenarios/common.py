@@ -9,9 +9,12 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from ..hardware.config import HardwareConfig
 from ..hardware.programming import ProgrammingReport
-from ..nn.model import HybridModel, optimizer_state_bytes
+from ..nn.model import HybridModel, convert_to_hybrid
+from ..nn.reference import dense_reference
 from ..training import LossFn, run_epochs
+from ..unlearning import ObjectiveContext, get_objective
 
 
 @dataclass
@@ -70,6 +73,36 @@ def fit(model: nn.Module, params: Iterable[nn.Parameter], x: torch.Tensor, y: to
                       after_step)
 
 
+def deploy_base(software: nn.Module, hardware: HardwareConfig, seed: int, calibration_inputs,
+                provenance: str, device="cpu") -> tuple[HybridModel, ProgrammingReport]:
+    """Program the software base once and calibrate its ADCs on data it was trained on.
+
+    ``provenance`` states which data the analogue base learned (reported with
+    the results): the reference recipes program the base with the initial
+    task's data, the class later forgotten included, and forget it
+    approximately on adapters, as the reference does.
+    """
+    hyb = convert_to_hybrid(software, hardware).to(device)
+    args = calibration_inputs if isinstance(calibration_inputs, tuple) else (calibration_inputs,)
+    rep = hyb.program(seed=seed, calibration_data=tuple(a.to(device) for a in args))
+    hyb.base_provenance = provenance
+    return hyb, rep
+
+
+def objective_loss(method: str, forget_classes: list[int], n_classes: int, retained: list[int] | None = None,
+                   **options) -> LossFn:
+    """A registered unlearning objective as a :data:`~avalanche_rm.training.LossFn` over class labels."""
+    objective = get_objective(method, **options)
+    forget = torch.tensor(forget_classes, dtype=torch.long)
+    kept = torch.tensor(retained, dtype=torch.long) if retained is not None else None
+
+    def loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        ctx = ObjectiveContext(n_classes=n_classes, generator=gen, retained_classes=kept)
+        return objective.loss(model(xb), yb, torch.isin(yb, forget.to(yb.device)), ctx)
+
+    return loss
+
+
 @dataclass
 class NoiseStudy:
     """Write-noise Monte Carlo (reference: sigma 1-10 uS, 100 draws) and the calibration adapter."""
@@ -119,9 +152,7 @@ class AnalogWriteBack:
         return self.shadows + self.extra
 
     def after_step(self, opt: torch.optim.Optimizer) -> None:
-        self._steps += 1
-        n = sum(p.numel() for p in self.params())
-        self.model.record_update(n, optimizer_state_bytes(opt))
+        self._steps += 1  # the step itself is charged by the optimiser attached in fit()
         if self._steps % self.every == 0:
             self.model.write_back_shadows()
 
@@ -186,46 +217,11 @@ def phase_bill(model: HybridModel, phase: str) -> dict[str, float]:
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 
 
-@torch.no_grad()
-def _run(model: HybridModel, inputs: Inputs) -> int:
-    """One eval-mode forward on ``inputs`` (a tensor, or a tuple of the forward's arguments); returns the batch size."""
-    args = inputs if isinstance(inputs, tuple) else (inputs,)
-    dev = next(iter(model.buffers())).device
-    was = model.training
-    model.eval()
-    model(*[a.to(dev) for a in args])
-    model.train(was)
-    return len(args[0])
-
-
 def inference_energy_pj(model: HybridModel, inputs: Inputs) -> float:
     """Chip energy per sample of one inference pass (charged to ledger phase ``infer-probe``)."""
-    snap = model.ledger.snapshot()
-    with model.ledger.phase("infer-probe"):
-        n = _run(model, inputs)
-    return model.ledger.total_since(snap).get("energy_pj", 0.0) / max(n, 1)
+    return model.inference_cost(inputs).get("energy_pj", 0.0)
 
 
 def dense_digital_energy_pj(model: HybridModel, inputs: Inputs) -> float:
-    """Energy per sample of the same network run densely in the digital unit (every MAC, weights from SRAM).
-
-    The reference code's ``count_gpu_operations``: in x out MACs per layer call,
-    whatever the input activity, at the preset's digital MAC and SRAM energies.
-    """
-    dig = model.hardware.digital
-    macs = 0.0
-    hooks = []
-    for layer in model.hybrid_layers():
-        def hook(mod, inp, out):
-            nonlocal macs
-            macs += inp[0].numel() // mod.in_flat * mod.in_flat * mod.out_features
-        hooks.append(layer.register_forward_hook(hook))
-    try:
-        with model.ledger.paused():
-            n = _run(model, inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    macs /= max(n, 1)
-    # a dense digital engine reads each weight from SRAM once per use
-    return macs * (dig.mac_energy_pj + dig.adapter_bytes_per_param * dig.sram_read_energy_pj_per_byte)
+    """Energy per sample of the same network run by the digital unit alone (the one all-digital reference)."""
+    return dense_reference(model, inputs).get("energy_pj", 0.0)

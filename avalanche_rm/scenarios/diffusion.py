@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..unlearning import ObjectiveContext, get_objective
+
 
 class DiffusionSchedule:
     """Linear beta schedule over ``steps`` (DiT's 1e-4..0.02 for 1,000 steps, rescaled to ``steps``)."""
@@ -48,6 +50,7 @@ def diffusion_loss(schedule: DiffusionSchedule, null_label: int, forget_classes:
     forget = torch.tensor(forget_classes or [], dtype=torch.long)
     if hold_share and not len(forget):
         raise ValueError("hold_share needs forget_classes")
+    objective = get_objective("random_target")
 
     def loss(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n = len(x0)
@@ -57,13 +60,14 @@ def diffusion_loss(schedule: DiffusionSchedule, null_label: int, forget_classes:
             y = torch.where(hold, draw, y)
         t = torch.randint(schedule.steps, (n,), generator=gen).to(x0.device)
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
-        target = noise
-        if len(forget):
-            is_f = torch.isin(y, forget.to(y.device)).unsqueeze(-1)
-            target = torch.where(is_f, torch.rand(x0.shape, generator=gen).to(x0.device), noise)
         drop = (torch.rand(n, generator=gen) < p_uncond).to(y.device)
         y_in = torch.where(drop, torch.full_like(y, null_label), y)
-        return nn.functional.mse_loss(model(schedule.q_sample(x0, t, noise), t, y_in), target)
+        pred = model(schedule.q_sample(x0, t, noise), t, y_in)
+        if not len(forget):
+            return nn.functional.mse_loss(pred, noise)
+        # the registered "random_target" objective: forgotten samples regress to uniform noise (reference "CG")
+        ctx = ObjectiveContext(n_classes=null_label, generator=gen)
+        return objective.loss(pred, noise, torch.isin(y, forget.to(y.device)), ctx)
 
     return loss
 

@@ -17,10 +17,8 @@ import torch
 from torch import nn
 
 from ..hardware import get_preset
-from ..nn import convert_to_hybrid
-from ..strategies.approx_unlearning import weighted_ce
-from ..training import ce_loss, predictions
-from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit
+from ..training import LossFn, ce_loss, predictions
+from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, deploy_base, fit, objective_loss
 from .data import ScenarioData, face_data
 from .models import FACE_LORA_TARGETS, MLPMixer
 from .noise import noise_tables, stage_evaluator
@@ -65,13 +63,9 @@ class FaceConfig:
         return rec if self.epoch_scale == 1.0 else rec.scaled(self.epoch_scale)
 
 
-def class_weighted_ce_loss(forget_class: int, forget_weight: float):
-    """Per-sample cross-entropy x class weight (1 for retained, ``forget_weight`` for the forgotten class)."""
-
-    def loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return weighted_ce(model(xb), yb, yb == forget_class, forget_weight)
-
-    return loss
+def class_weighted_ce_loss(forget_class: int, forget_weight: float, n_classes: int = 6) -> LossFn:
+    """The registered ``neg_ce`` objective: cross-entropy x class weight (``forget_weight`` on the forgotten class)."""
+    return objective_loss("neg_ce", [forget_class], n_classes, forget_weight=forget_weight)
 
 
 def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None, preset: str = "paper-180nm",
@@ -94,8 +88,8 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
     fit(sw, sw.parameters(), xtr[first], ytr[first], ce_loss, cfg.r("pretrain"), seed, "faces: pretrain", progress=progress)
     software_pred = predictions(sw, xte[first_te])
 
-    hyb = convert_to_hybrid(sw, hw).to(device)
-    prog = hyb.program(seed=seed)
+    hyb, prog = deploy_base(sw, hw, seed, xtr[first][:512], "the reference recipe: people 0-4, the person later "
+                            "forgotten included (approximate unlearning on adapters)", device)
     base = copy.deepcopy(hyb)  # the baseline's chip: same programmed state, its own ledger from here on
     calib_chip = copy.deepcopy(hyb)
 
@@ -107,7 +101,7 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
                     rank_scaling=False, seed=seed)
     with hyb.ledger.phase("unlearn"):
         fit(hyb, hyb.adapter_parameters(["unlearn"]), xtr[first], ytr[first],
-            class_weighted_ce_loss(f, cfg.forget_weight), cfg.r("unlearn"), seed, "faces: LoRA unlearn",
+            class_weighted_ce_loss(f, cfg.forget_weight, cfg.n_outputs), cfg.r("unlearn"), seed, "faces: LoRA unlearn",
             progress=progress)
     rows.append(accuracy_row("unlearned", "hybrid LoRA", predictions(hyb, xte[first_te]), yte[first_te], [f], retain, []))
     for p in hyb.adapter_parameters(["unlearn"]):

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..hardware import get_preset
-from ..nn import convert_to_hybrid
 from ..nn.model import HybridModel
 from ..training import accuracy, make_mlp, train_classifier
-from .common import AnalogWriteBack, Recipe, fit
+from .common import AnalogWriteBack, Recipe, deploy_base, fit
 from .data import ScenarioData, generation_data
 from .diffusion import DiffusionSchedule, diffusion_loss, sample
 from .models import GENERATION_LORA_TARGETS, DiffusionDenoiser
@@ -167,8 +166,12 @@ def run_generation(cfg: GenerationConfig | None = None, *, data: ScenarioData | 
     sw = DiffusionDenoiser(hidden=cfg.hidden, depth=cfg.depth).to(device)
     fit(sw, sw.parameters(), xtr[in_first], ytr[in_first], diffusion_loss(sched, null), cfg.r("pretrain"), seed,
         "generation: pretrain", progress=progress)
-    hyb = convert_to_hybrid(sw, hw).to(device)
-    prog = hyb.program(seed=seed)
+    calib_gen = torch.Generator().manual_seed(seed)
+    xc, yc = xtr[in_first][:512], ytr[in_first][:512]
+    tc = torch.randint(sched.steps, (len(yc),), generator=calib_gen)
+    xc_t = sched.q_sample(xc, tc, torch.randn(xc.shape, generator=calib_gen))
+    hyb, prog = deploy_base(sw, hw, seed, (xc_t, tc, yc), "the reference recipe: classes 0-5, the classes later "
+                            "forgotten included (approximate unlearning on adapters)", device)
     base = copy.deepcopy(hyb)
     rows = [score(sw, "pretrained", "software", first), score(hyb, "pretrained", "programmed chip", first)]
 

@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from ..hardware import get_preset
-from ..nn import convert_to_hybrid
 from ..nn.model import HybridModel
 from ..training import predictions
-from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, fit
+from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, deploy_base, fit, objective_loss
 from .data import ScenarioData, speaker_data
 from .models import SPEAKER_LORA_TARGETS, SpikingLSM
 from .noise import noise_tables, stage_evaluator
@@ -77,14 +76,10 @@ def mse_loss(model, xb, yb, gen):
 
 
 def random_relabel_loss(forget_class: int, retain: list[int]):
-    """MSE to one-hot where each forgotten sample's label is redrawn uniformly from ``retain`` every batch."""
-    pool = torch.tensor(retain)
-
-    def loss(model, xb, yb, gen):
-        draw = pool[torch.randint(len(pool), (len(yb),), generator=gen)].to(yb.device)
-        return _one_hot_mse(model(xb), torch.where(yb == forget_class, draw, yb))
-
-    return loss
+    """The registered ``random_label`` objective as the reference speaker task runs it: each forgotten
+    sample's label is redrawn uniformly from ``retain`` every batch, MSE to one-hot outputs."""
+    return objective_loss("random_label", [forget_class], len(retain) + 1, retained=retain, pool="retained",
+                          loss="mse")
 
 
 def rehearsal_loss(new_classes: list[int], keep_old: float):
@@ -126,8 +121,8 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
     fit(sw, sw.parameters(), xtr[first], ytr[first], mse_loss, cfg.r("pretrain"), seed, "speakers: pretrain",
         progress=progress)
     rows = [accuracy_row("pretrained", "software", predictions(sw, xte[first_te]), yte[first_te], [f], retain, [])]
-    hyb = convert_to_hybrid(sw, hw).to(device)
-    prog = hyb.program(seed=seed)
+    hyb, prog = deploy_base(sw, hw, seed, xtr[first][:512], "the reference recipe: speakers 0-4, the speaker "
+                            "later forgotten included (approximate unlearning on adapters)", device)
     base = copy.deepcopy(hyb)
     calib_chip = copy.deepcopy(hyb)
     rows.append(accuracy_row("pretrained", "programmed chip", predictions(hyb, xte[first_te]), yte[first_te], [f],

@@ -1,12 +1,12 @@
 """Avalanche strategies and plugins for hybrid RM chips: continual learning and unlearning."""
-from .approx_unlearning import METHODS, FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, unlearn_loop
+from .approx_unlearning import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning
 from .checkpoint import maybe_load_checkpoint, save_checkpoint
-from .forgetting import DataRegistry, ForgetMixin, ForgetRefused
 from .full_weight import AnalogFullFinetune, RetrainAndReprogram
 from .hybrid_lora import HybridLoRA
-from .plugins import HardwareCostPlugin, WriteBackPlugin
+from .plugins import HardwareCostPlugin, SeenClassesMask, WriteBackPlugin
+from .policy import PrivateDataError, pretrain_and_program
 from .sharded import ShardedLoRAUnlearning
 
-__all__ = ["METHODS", "AnalogFullFinetune", "DataRegistry", "ForgetMixin", "ForgetRefused", "FullWeightUnlearning",
-           "HardwareCostPlugin", "HybridLoRA", "LoRAUnlearning", "RetrainAndReprogram", "RetrainUnlearning",
-           "ShardedLoRAUnlearning", "WriteBackPlugin", "maybe_load_checkpoint", "save_checkpoint", "unlearn_loop"]
+__all__ = ["AnalogFullFinetune", "FullWeightUnlearning", "HardwareCostPlugin", "HybridLoRA", "LoRAUnlearning",
+           "PrivateDataError", "RetrainAndReprogram", "RetrainUnlearning", "SeenClassesMask", "ShardedLoRAUnlearning",
+           "WriteBackPlugin", "maybe_load_checkpoint", "pretrain_and_program", "save_checkpoint"]

@@ -1,177 +1,86 @@
-"""Honouring forget requests: the data registry, authorisation, audit records.
+"""The Avalanche side of forgetting: every unlearning strategy mixes in :class:`ForgetMixin`.
 
-Every strategy that can forget mixes in :class:`ForgetMixin`. It keeps a
-registry of the samples the strategy has learned (id, owner, input, label),
-resolves a :class:`ForgetRequest` to sample ids *before* changing anything,
-refuses requests that name unknown data or come from the wrong requester, and
-writes one JSON audit record per honoured request.
+The mixin registers each learned experience's samples with the unlearning core
+(:class:`~avalanche_rm.unlearning.ForgetCore`) and, on a request, hands it the
+strategy's model, its unlearning action and the places Avalanche keeps data
+that must be purged: replay buffers, the current experience, the adapted
+dataset, the data loader and the last minibatch.
 """
 from __future__ import annotations
 
 import copy
-import json
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
-from ..benchmarks.forget import ForgetRequest
+from ..benchmarks.digits import tensor_dataset
+from ..unlearning import AuditLog, ForgetCore, ForgetRequest
 
-
-class ForgetRefused(ValueError):
-    """A forget request that cannot be honoured; nothing was changed."""
-
-
-def dataset_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x, y, sample_ids, owners)`` of an Avalanche dataset built by :func:`tensor_dataset`."""
-    if not hasattr(dataset, "sample_ids") or not hasattr(dataset, "owners"):
-        raise ValueError("dataset needs 'sample_ids' and 'owners' attributes (see benchmarks.tensor_dataset)")
-    xs, ys = [], []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        xs.append(item[0])
-        ys.append(int(item[1]))
-    x = torch.stack(xs) if xs else torch.zeros(0)
-    return (x, torch.tensor(ys, dtype=torch.long), torch.tensor([int(v) for v in dataset.sample_ids]),
-            torch.tensor([int(v) for v in dataset.owners]))
-
-
-@dataclass
-class DataRegistry:
-    """Samples a strategy has learned and not forgotten (kept in the digital host, not on the chip)."""
-
-    x: torch.Tensor | None = None
-    y: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    ids: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    owners: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-
-    def add(self, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, owners: torch.Tensor) -> None:
-        dup = torch.isin(ids, self.ids)
-        if bool(dup.any()):
-            raise ValueError(f"sample ids already learned: {ids[dup][:10].tolist()}")
-        self.x = x.clone() if self.x is None else torch.cat([self.x, x])
-        self.y = torch.cat([self.y, y])
-        self.ids = torch.cat([self.ids, ids])
-        self.owners = torch.cat([self.owners, owners])
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def mask(self, ids: torch.Tensor) -> torch.Tensor:
-        return torch.isin(self.ids, ids)
-
-    def take(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and labels of ``ids`` in the order given."""
-        pos = {int(i): k for k, i in enumerate(self.ids.tolist())}
-        rows = torch.tensor([pos[int(i)] for i in ids], dtype=torch.long)
-        return self.x[rows], self.y[rows]
-
-    def split(self, forget_ids: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        m = self.mask(forget_ids)
-        return (self.x[m], self.y[m]), (self.x[~m], self.y[~m])
-
-    def remove(self, ids: torch.Tensor) -> None:
-        keep = ~self.mask(ids)
-        self.x, self.y, self.ids, self.owners = self.x[keep], self.y[keep], self.ids[keep], self.owners[keep]
+#: strategy attributes that may hold (views of) training data after ``train()``
+_DATA_ATTRS = ("experience", "adapted_dataset", "dataloader", "mbatch", "mb_output", "loss")
 
 
 class ForgetMixin:
-    """Registry, authorisation and audit shared by every unlearning strategy.
+    """Registry, authorisation, purge and audit for an Avalanche strategy, through the unlearning core.
 
     Authorisation: an owner (``requester`` = owner id) may forget its own
     samples or all of its data; class-level requests need a requester listed in
-    ``admins`` (the data controller). A request naming unknown or already
-    forgotten ids, or data of another owner, raises :class:`ForgetRefused`
-    before anything changes.
+    ``admins`` (the data controller). A refused request raises
+    :class:`~avalanche_rm.unlearning.ForgetRefused` before anything changes.
+    ``audit_key`` is the controller's secret for the records' data digests.
     """
 
     def _init_forgetting(self, admins: Iterable[str] = ("controller",), audit_path: str | Path | None = None,
-                         eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, mia_on_forget: bool = True) -> None:
-        self.registry = DataRegistry()
-        self.admins = set(admins)
-        self.audit_log: list[dict] = []
-        self.audit_path = Path(audit_path) if audit_path is not None else None
-        self.eval_data = eval_data
-        self.mia_on_forget = mia_on_forget
-        self.forgotten_ids = torch.zeros(0, dtype=torch.long)
-        self.forgotten_data: tuple[torch.Tensor, torch.Tensor] | None = None
+                         eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, mia_on_forget: bool = True,
+                         audit_key: bytes | None = None) -> None:
+        self.forget_core = ForgetCore(admins, AuditLog(audit_path, audit_key), eval_data, mia_on_forget)
 
-    # ------------------------------------------------------------ registry
-    def register_experience(self, experience) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, y, ids, owners = dataset_tensors(experience.dataset)
-        self.registry.add(x, y, ids, owners)
-        return x, y, ids, owners
+    # ------------------------------------------------------------ views of the core
+    @property
+    def registry(self):
+        return self.forget_core.registry
 
-    # ------------------------------------------------------------ authorisation
+    @property
+    def audit_log(self) -> list[dict]:
+        return self.forget_core.audit.records
+
+    @property
+    def eval_data(self):
+        return self.forget_core.eval_data
+
+    @property
+    def admins(self) -> set:
+        return self.forget_core.admins
+
+    @property
+    def forgotten_ids(self) -> torch.Tensor:
+        return self.forget_core.forgotten_ids
+
+    def register_experience(self, experience):
+        return self.forget_core.registry.add_experience(experience)
+
     def resolve(self, request: ForgetRequest) -> torch.Tensor:
-        """Sample ids a request covers; raises :class:`ForgetRefused` (nothing changes) if not allowed."""
-        if not isinstance(request, ForgetRequest):
-            raise ForgetRefused(f"expected a ForgetRequest, got {type(request).__name__}")
-        reg = self.registry
-        if request.kind == "samples":
-            ids = torch.tensor(request.sample_ids, dtype=torch.long)
-            known = torch.isin(ids, reg.ids)
-            if not bool(known.all()):
-                raise ForgetRefused(f"request {request.request_id}: unknown or already forgotten sample ids "
-                                    f"{ids[~known][:10].tolist()}")
-            owners = reg.owners[reg.mask(ids)]
-            if request.requester not in self.admins and bool((owners != _owner_id(request.requester)).any()):
-                raise ForgetRefused(f"request {request.request_id}: requester {request.requester!r} does not own "
-                                    f"all of the named samples")
-            return ids
-        if request.kind == "owner":
-            if request.requester not in self.admins and _owner_id(request.requester) != request.owner:
-                raise ForgetRefused(f"request {request.request_id}: requester {request.requester!r} may not "
-                                    f"forget owner {request.owner}'s data")
-            ids = reg.ids[reg.owners == request.owner]
-            if len(ids) == 0:
-                raise ForgetRefused(f"request {request.request_id}: owner {request.owner} has no learned data")
-            return ids
-        if request.requester not in self.admins:
-            raise ForgetRefused(f"request {request.request_id}: class-level forgetting needs a data controller "
-                                f"({sorted(self.admins)}), not {request.requester!r}")
-        classes = torch.tensor(request.classes, dtype=torch.long)
-        ids = reg.ids[torch.isin(reg.y, classes)]
-        if len(ids) == 0:
-            raise ForgetRefused(f"request {request.request_id}: no learned samples of classes {request.classes}")
-        return ids
+        """Sample ids a request covers; raises ``ForgetRefused`` (nothing changes) if not allowed."""
+        return self.forget_core.resolve(request)
 
     # ------------------------------------------------------------ the verb
     def forget(self, request: ForgetRequest) -> dict:
-        """Honour ``request`` (or raise :class:`ForgetRefused` with nothing changed); returns the audit record."""
-        ids = self.resolve(request)
+        """Honour ``request`` (or raise ``ForgetRefused`` with nothing changed); returns the audit record."""
         model = self.model_for_forgetting()
-        ledger = model.ledger
-        (xf, yf), (xr, yr) = self.registry.split(ids)
-        before = self._verification(model, (xf, yf), (xr, yr), request)
-        snap = ledger.snapshot()
-        t0 = time.perf_counter()
-        with ledger.phase("unlearn"):
-            detail = self._apply_forget(ids, request)
-        wall = time.perf_counter() - t0
-        self.registry.remove(ids)
-        detail["purged_from_replay"] = self.purge_replay(ids)
-        self.forgotten_ids = torch.cat([self.forgotten_ids, ids])
-        self.forgotten_data = (xf, yf) if self.forgotten_data is None else (
-            torch.cat([self.forgotten_data[0], xf]), torch.cat([self.forgotten_data[1], yf]))
-        after = self._verification(model, (xf, yf), (xr, yr), request)
-        spent = ledger.total_since(snap)
-        cost = {k: spent.get(k, 0.0) for k in ("energy_pj", "latency_ns", "pulses", "cells_programmed",
-                                                "digital_macs")}
-        record = {"request": request.to_dict(), "strategy": type(self).__name__, "n_samples": int(len(ids)),
-                  "affected": detail, "metrics_before": before, "metrics_after": after, "cost": cost,
-                  "wall_time_s": wall, "time": time.time()}
-        self.audit_log.append(record)
-        if self.audit_path is not None:
-            self.audit_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.audit_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        return record
+        return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_forget,
+                                       purge=self.purge_hooks(), who=type(self).__name__)
+
+    def purge_hooks(self) -> list:
+        """``(name, drop(ids) -> count)`` for every place of this strategy that may hold training data."""
+        return [("replay_buffers", self.purge_replay), ("strategy_state", self._purge_strategy_state)]
 
     def purge_replay(self, ids: torch.Tensor) -> int:
-        """Drop forgotten samples from every replay buffer (Avalanche keeps them otherwise); returns how many."""
+        """Drop forgotten samples from every replay buffer (Avalanche keeps them otherwise); returns how many.
+
+        Every buffer is rebuilt from copies of its kept samples: Avalanche's
+        subsets are views that keep the whole source tensor alive.
+        """
         idset = set(int(i) for i in ids)
         removed = 0
         for plugin in getattr(self, "plugins", []):
@@ -181,34 +90,27 @@ class ForgetMixin:
             groups = list(getattr(policy, "buffer_groups", {}).values()) or [policy]
             for group in groups:
                 ds = getattr(group, "buffer", None)
-                if ds is None or len(ds) == 0 or not hasattr(ds, "sample_ids"):
+                if ds is None or len(ds) == 0:
                     continue
+                if not hasattr(ds, "sample_ids"):
+                    raise ValueError(f"{type(plugin).__name__} holds samples without 'sample_ids': forgotten data "
+                                     "could not be found in it; build datasets with benchmarks.tensor_dataset")
                 keep = [k for k, sid in enumerate(ds.sample_ids) if int(sid) not in idset]
-                if len(keep) == len(ds):
-                    continue
                 removed += len(ds) - len(keep)
-                group.buffer = ds.subset(keep)
+                # rebuilt even when nothing of it is forgotten: a lazy view keeps the whole source tensor
+                group.buffer = materialized_subset(ds, keep)
                 if hasattr(group, "_buffer_weights") and len(group._buffer_weights) == len(ds):
                     group._buffer_weights = group._buffer_weights[torch.tensor(keep, dtype=torch.long)]
         return removed
 
-    def _verification(self, model, forget, retain, request: ForgetRequest) -> dict:
-        """Accuracies and MIA; for class requests the non-member reference is the test data of those classes."""
-        from ..evaluation.unlearning_metrics import accuracy_of, mia
-
-        out = {"forget_acc": accuracy_of(model, *forget), "retain_acc": accuracy_of(model, *retain)}
-        if self.eval_data is not None:
-            xt, yt = self.eval_data
-            out["test_acc"] = accuracy_of(model, xt, yt)
-            ref = (xt, yt)
-            if request.classes is not None:
-                m = torch.isin(yt, torch.tensor(request.classes))
-                out["test_forget_class_acc"] = accuracy_of(model, xt[m], yt[m])
-                out["test_retain_class_acc"] = accuracy_of(model, xt[~m], yt[~m])
-                ref = (xt[m], yt[m])
-            if self.mia_on_forget and len(forget[1]) > 0 and len(ref[1]) >= 4:
-                out.update(mia(model, forget, retain, ref))
-        return out
+    def _purge_strategy_state(self, ids: torch.Tensor) -> int:
+        """Drop what the last training run left on the strategy (experience, datasets, loader, minibatch)."""
+        dropped = 0
+        for attr in _DATA_ATTRS:
+            if getattr(self, attr, None) is not None:
+                setattr(self, attr, None)
+                dropped += 1
+        return dropped
 
     # hooks for the concrete strategies
     def model_for_forgetting(self):
@@ -218,8 +120,24 @@ class ForgetMixin:
         raise NotImplementedError
 
 
-def _owner_id(requester) -> int | None:
-    return requester if isinstance(requester, int) else None
+def materialized_subset(dataset, keep: list[int]):
+    """A new dataset holding copies of the ``keep`` samples only.
+
+    Avalanche's ``subset`` is a lazy view: it keeps the whole underlying tensor,
+    forgotten rows included. Purging must build the kept rows anew.
+    """
+    items = [dataset[k] for k in keep]
+    if not items:
+        x = torch.zeros(0)
+        y = torch.zeros(0, dtype=torch.long)
+    else:
+        x = torch.stack([it[0] for it in items]).clone()
+        y = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
+    task = int(items[0][2]) if items and len(items[0]) > 2 else 0
+    ids = [int(dataset.sample_ids[k]) for k in keep]
+    owners = [int(dataset.owners[k]) for k in keep] if hasattr(dataset, "owners") else None
+    return tensor_dataset(x, y, task_label=task, sample_ids=torch.tensor(ids, dtype=torch.long),
+                          owners=None if owners is None else torch.tensor(owners, dtype=torch.long))
 
 
 def snapshot_state(strategy) -> dict:

@@ -10,8 +10,9 @@ from torch import nn
 from torch.nn import CrossEntropyLoss
 
 from ..nn.model import HybridModel
+from ..nn.reference import DigitalReferenceModel
 from .hybrid_lora import _default_evaluator
-from .plugins import WriteBackPlugin
+from .plugins import HardwareCostPlugin, WriteBackPlugin
 
 
 def _check_model(model) -> None:
@@ -41,7 +42,7 @@ class AnalogFullFinetune(SupervisedTemplate):
         shadows = [layer.enable_weight_training() for layer in model.hybrid_layers()]
         if optimizer is None:
             optimizer = torch.optim.Adam(shadows, lr=lr)
-        plugins = list(plugins or []) + [WriteBackPlugin(write_every)]
+        plugins = list(plugins or []) + [HardwareCostPlugin(), WriteBackPlugin(write_every)]
         super().__init__(model=model, optimizer=optimizer, criterion=criterion or CrossEntropyLoss(),
                          train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size,
                          device=device, plugins=plugins,
@@ -49,41 +50,16 @@ class AnalogFullFinetune(SupervisedTemplate):
                          eval_every=eval_every, **base_kwargs)
 
 
-class _DigitalTrainingCost(SupervisedPlugin):
-    """Charges the software model's training MACs (forward + 2x backward) to the chip's ledger."""
-
-    def __init__(self, ledger, digital) -> None:
-        super().__init__()
-        self.ledger, self.digital = ledger, digital
-        self._hooked: set[int] = set()
-
-    def _hook(self, module, inputs, output) -> None:
-        if not (module.training and torch.is_grad_enabled()):
-            return
-        if isinstance(module, nn.Linear):
-            macs = output.numel() * module.in_features
-        else:
-            macs = output.numel() * module.weight[0].numel()
-        macs *= 3
-        d = self.digital
-        self.ledger.add(self.ledger.current_phase("train"), energy_pj=macs * d.mac_energy_pj, energy_digital_pj=macs * d.mac_energy_pj,
-                        digital_macs=macs, latency_ns=-(-macs // d.pe_count) * d.mac_time_ns)
-
-    def before_training_exp(self, strategy, **kwargs):
-        for m in strategy.model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)) and id(m) not in self._hooked:
-                m.register_forward_hook(self._hook)
-                self._hooked.add(id(m))
-
-
 def reprogram_from_software(hybrid: HybridModel, software: nn.Module, phase: str) -> None:
     """Write a software model's Linear/Conv2d weights into the matching analogue cells (charged to ``phase``);
     biases are digital and are copied."""
+    if isinstance(software, DigitalReferenceModel):
+        software = software.module
     sw_layers = {n: m for n, m in software.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     with torch.no_grad(), hybrid.ledger.phase(phase):
         for name, layer in hybrid.named_hybrid_layers():
             src = sw_layers[name]
-            layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1).to(layer.g_us.device))
+            layer.reprogram_weight(src.weight.detach().reshape(layer.out_features, -1).to(layer.array.g_us.device))
             if layer.bias is not None and src.bias is not None:
                 layer.bias.copy_(src.bias.detach())
 
@@ -98,10 +74,12 @@ class _ReprogramAfterExperience(SupervisedPlugin):
 class RetrainAndReprogram(SupervisedTemplate):
     """Retrain a fresh full model on all data seen so far, then reprogram the whole array.
 
-    Training runs on a digital copy of the architecture (re-initialised every
-    experience from ``init_seed``); its MACs are charged to the chip's ledger
-    at the digital unit's energy and throughput. At the end of each experience
-    every cell is write-verified to the new weights. Evaluation runs on the chip.
+    Training runs in the chip's digital unit on a copy of the architecture
+    (re-initialised every experience from ``init_seed``), a
+    :class:`~avalanche_rm.nn.reference.DigitalReferenceModel` charged to the
+    chip's ledger by the same rules as the hybrid's digital work. At the end of
+    each experience every cell is write-verified to the new weights. Evaluation
+    runs on the chip.
     """
 
     def __init__(self, *, model: HybridModel, software_model: nn.Module, lr: float = 1e-2, init_seed: int = 0,
@@ -112,9 +90,9 @@ class RetrainAndReprogram(SupervisedTemplate):
         self.software_template = copy.deepcopy(software_model)
         self.init_seed, self.lr = init_seed, lr
         self._seen: list = []
-        sw = self._fresh_software()
-        plugins = list(plugins or []) + [_DigitalTrainingCost(model.ledger, model.hardware.digital),
-                                         _ReprogramAfterExperience()]
+        sw = DigitalReferenceModel(self._fresh_software(), model.hardware)
+        sw.ledger = model.ledger  # one chip: the digital unit's work lands on the chip's bill
+        plugins = list(plugins or []) + [HardwareCostPlugin(), _ReprogramAfterExperience()]
         super().__init__(model=sw, optimizer=torch.optim.Adam(sw.parameters(), lr=lr),
                          criterion=criterion or CrossEntropyLoss(), train_mb_size=train_mb_size,
                          train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,
@@ -143,7 +121,7 @@ class RetrainAndReprogram(SupervisedTemplate):
         if self.is_training and model is None:
             # retraining from scratch: a fresh copy of the architecture every experience
             fresh = self._fresh_software().to(self.device)
-            self.model.load_state_dict(fresh.state_dict())
+            self.model.module.load_state_dict(fresh.state_dict())
         return super().model_adaptation(model)
 
     def make_optimizer(self, **kwargs):

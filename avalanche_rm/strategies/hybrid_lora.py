@@ -8,7 +8,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch.nn import CrossEntropyLoss
 
 from ..nn.model import HybridModel
-from .plugins import HardwareCostPlugin
+from .plugins import HardwareCostPlugin, SeenClassesMask
 
 POLICIES = ("shared", "per_task")
 
@@ -32,13 +32,17 @@ class HybridLoRA(SupervisedTemplate):
     against every earlier adapter. The optimiser holds exactly the trainable
     adapter factors (and each adapter's digital output bias with
     ``adapter_bias=True``, PEFT's ``lora_bias``); pass ``optimizer=None`` to get
-    Adam with ``lr``.
+    Adam with ``lr``. ``mask_unseen_classes=True`` adds :class:`SeenClassesMask`:
+    output units of classes not trained yet are masked, as Avalanche's
+    ``IncrementalClassifier`` does (a frozen base's confident head otherwise
+    drives the feature LoRA branches to dead ReLUs).
     """
 
     def __init__(self, *, model: HybridModel, optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-2,
                  rank: int = 4, alpha: float = 8.0, adapter_policy: str = "shared",
                  target_modules: Sequence[str] | None = None, rank_scaling: bool = True,
-                 orthogonal_lambda: float = 0.0, adapter_seed: int = 0, adapter_bias: bool = True, criterion=None, train_mb_size: int = 32,
+                 orthogonal_lambda: float = 0.0, adapter_seed: int = 0, adapter_bias: bool = True,
+                 mask_unseen_classes: bool = True, criterion=None, train_mb_size: int = 32,
                  train_epochs: int = 1, eval_mb_size: int = 256, device="cpu", plugins=None, evaluator=None,
                  eval_every: int = -1, **base_kwargs) -> None:
         if not isinstance(model, HybridModel):
@@ -57,6 +61,8 @@ class HybridLoRA(SupervisedTemplate):
         plugins = list(plugins or [])
         if not any(isinstance(p, HardwareCostPlugin) for p in plugins):
             plugins.append(HardwareCostPlugin())
+        if mask_unseen_classes and not any(isinstance(p, SeenClassesMask) for p in plugins):
+            plugins.append(SeenClassesMask())
         self.rank, self.alpha, self.adapter_policy = rank, float(alpha), adapter_policy
         self.target_modules = None if target_modules is None else list(target_modules)
         self.rank_scaling, self.orthogonal_lambda, self.adapter_seed = rank_scaling, orthogonal_lambda, adapter_seed

@@ -1,31 +1,33 @@
-"""Avalanche plugins that keep the hybrid chip's ledger and analogue state in step with training."""
+"""Avalanche plugins that keep the chip's ledger and analogue state in step with training."""
 from __future__ import annotations
 
 from avalanche.core import SupervisedPlugin
 
-from ..nn.model import HybridModel, optimizer_state_bytes
+from ..nn.chip import ChipModel
 
 
 class HardwareCostPlugin(SupervisedPlugin):
-    """Charges each optimiser step of the adapters to ``strategy.model.ledger`` (SRAM writes).
+    """Charges every optimiser step of a chip model to its ledger (master copy, moments, INT8 copies).
 
-    Add it to any Avalanche strategy that trains a :class:`HybridModel`; the
-    hybrid strategies add it themselves.
+    Add it to any Avalanche strategy that trains a :class:`HybridModel` (the
+    hybrid strategies add it themselves). It attaches the strategy's optimiser
+    with :meth:`~avalanche_rm.nn.chip.ChipModel.attach_optimizer`, which is
+    idempotent: an optimiser attached by hand as well is charged once per step.
     """
 
-    def after_update(self, strategy, **kwargs):
-        model = strategy.model
-        if not isinstance(model, HybridModel):
-            return
-        ids = {id(p) for p in model.adapter_parameters()}
-        n = sum(p.numel() for g in strategy.optimizer.param_groups for p in g["params"]
-                if id(p) in ids and p.grad is not None)
-        if n:
-            model.record_update(n, optimizer_state_bytes(strategy.optimizer))
+    def _attach(self, strategy) -> None:
+        if isinstance(strategy.model, ChipModel) and strategy.optimizer is not None:
+            strategy.model.attach_optimizer(strategy.optimizer)
+
+    def before_training_exp(self, strategy, **kwargs):
+        self._attach(strategy)
+
+    def before_training_epoch(self, strategy, **kwargs):
+        self._attach(strategy)
 
 
 class WriteBackPlugin(SupervisedPlugin):
-    """Full-weight baselines: after every optimiser step, write the updated weights into the cells.
+    """Full-weight baselines: after every ``every_n_steps`` optimiser steps, write the updated weights into the cells.
 
     Each write is a write-verify job from the cells' current state, charged to
     the ``train`` phase (pulses, verify reads, energy, latency).
@@ -33,8 +35,8 @@ class WriteBackPlugin(SupervisedPlugin):
 
     def __init__(self, every_n_steps: int = 1) -> None:
         super().__init__()
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps!r}")
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be an int >= 1, got {every_n_steps!r}")
         self.every_n_steps = every_n_steps
         self._steps = 0
 
@@ -43,7 +45,27 @@ class WriteBackPlugin(SupervisedPlugin):
         if self._steps % self.every_n_steps:
             return
         model = strategy.model
-        with model.ledger.phase("train"):
+        with model.ledger.phase(model.ledger.current_phase("train")):
             model.write_back_shadows()
-        n = sum(p.numel() for g in strategy.optimizer.param_groups for p in g["params"] if p.grad is not None)
-        model.record_update(n, optimizer_state_bytes(strategy.optimizer))
+
+
+class SeenClassesMask(SupervisedPlugin):
+    """Masks the output units of classes the strategy has not trained on yet (Avalanche's
+    ``IncrementalClassifier(masking=True)`` rule, for a chip model whose head is frozen).
+
+    Without it, a frozen base's confident logits for its own classes make the
+    loss of new classes start very high, and LoRA branches on feature layers
+    learn to silence the features (dead ReLUs), collapsing the network onto one
+    output (see :meth:`~avalanche_rm.nn.model.HybridModel.set_output_classes`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[int] = set()
+
+    def before_training_exp(self, strategy, **kwargs):
+        classes = getattr(strategy.experience, "classes_in_this_experience", None)
+        if classes is None or not hasattr(strategy.model, "set_output_classes"):
+            return
+        self.seen |= {int(c) for c in classes}
+        strategy.model.set_output_classes(self.seen)

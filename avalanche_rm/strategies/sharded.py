@@ -20,7 +20,6 @@ from torch.nn import CrossEntropyLoss
 from ..nn.model import HybridModel
 from .forgetting import ForgetMixin
 from .hybrid_lora import _default_evaluator
-from .plugins import optimizer_state_bytes
 
 SHARD_BY = ("hash", "owner")
 
@@ -127,8 +126,8 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
             p.requires_grad_(True)
         model.set_active_adapters([st.adapter])
         opt = torch.optim.Adam(params, lr=self.lr)
+        model.attach_optimizer(opt)
         gen = torch.Generator().manual_seed(_seed(self.seed, "order", st.key, stage))
-        n_state = optimizer_state_bytes(opt)
         model.train()
         # a stage's draws (dropout, read noise) depend only on (shard, stage): retraining reproduces them
         with torch.random.fork_rng(devices=[]), model.fork_read_noise(_seed(self.seed, "noise", st.key, stage)):
@@ -140,7 +139,6 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
                     opt.zero_grad()
                     F.cross_entropy(model(x[b]), y[b]).backward()
                     opt.step()
-                    model.record_update(sum(p.numel() for p in params), n_state)
         st.checkpoints = st.checkpoints[:stage] + [model.adapter_state_dict(st.adapter)]
 
     def _retrain_from(self, st: ShardState, stage: int) -> None:

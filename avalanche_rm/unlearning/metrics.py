@@ -1,0 +1,60 @@
+"""Verification metrics of an unlearning run, named as the literature's tables (SalUn, SCRUB).
+
+- ``UA`` unlearning accuracy = 1 - accuracy on the forget set;
+- ``RA`` accuracy on the retained training data; ``TA`` on held-out test data;
+- ``MIA-efficacy``: share of forgotten samples the SVC attack calls non-members;
+- ``RTE``: run time of the unlearning (s);
+plus the hardware bill (energy, pulses, cells written) and, against a model
+retrained without the data, the average gap over UA, RA, TA and MIA-efficacy.
+All values are fractions in [0, 1] except RTE and the bill.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .attacks import accuracy_of, mia
+
+GAP_KEYS = ("UA", "RA", "TA", "MIA-efficacy")
+
+
+def verify(model, forget: tuple[torch.Tensor, torch.Tensor], retain: tuple[torch.Tensor, torch.Tensor],
+           test: tuple[torch.Tensor, torch.Tensor] | None = None, classes=None, with_mia: bool = True,
+           seed: int = 0) -> dict[str, float]:
+    """Accuracies and attacks on the current model.
+
+    For class requests (``classes``) the test data of those classes are the
+    non-member reference of the attacks, and the test accuracy is also split
+    into the forgotten classes and the others.
+    """
+    out = {"forget_acc": accuracy_of(model, *forget), "retain_acc": accuracy_of(model, *retain)}
+    if test is not None and len(test[1]):
+        xt, yt = test
+        out["test_acc"] = accuracy_of(model, xt, yt)
+        ref = (xt, yt)
+        if classes is not None:
+            m = torch.isin(yt, torch.tensor(list(classes)))
+            out["test_forget_class_acc"] = accuracy_of(model, xt[m], yt[m])
+            out["test_retain_class_acc"] = accuracy_of(model, xt[~m], yt[~m])
+            ref = (xt[m], yt[m])
+        if with_mia and len(forget[1]) > 0 and len(ref[1]) >= 4 and len(retain[1]) > 0:
+            out.update(mia(model, forget, retain, ref, seed=seed))
+    out.update(literature_names(out))
+    return out
+
+
+def literature_names(m: dict[str, float]) -> dict[str, float]:
+    """UA / RA / TA / MIA-efficacy from the raw verification metrics."""
+    out = {"UA": 1.0 - m["forget_acc"] if not math.isnan(m.get("forget_acc", float("nan"))) else float("nan"),
+           "RA": m.get("retain_acc", float("nan")), "TA": m.get("test_acc", float("nan"))}
+    if "mia_efficacy" in m:
+        out["MIA-efficacy"] = m["mia_efficacy"]
+    return out
+
+
+def gap_to_retrain(method: dict[str, float], retrain: dict[str, float]) -> float:
+    """Average absolute gap over UA, RA, TA and MIA-efficacy (SalUn's "Avg. Gap"), in the same units."""
+    gaps = [abs(method[k] - retrain[k]) for k in GAP_KEYS
+            if k in method and k in retrain and not (math.isnan(method[k]) or math.isnan(retrain[k]))]
+    return sum(gaps) / len(gaps) if gaps else float("nan")
