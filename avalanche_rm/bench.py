@@ -61,7 +61,7 @@ def _tiled_matmul(hyb: nn.Module):
     def tiled(layer, x):
         if isinstance(layer, HybridConv2d):
             return None
-        p, _ = layer._derived()
+        p, _ = layer.array.prepared()
         t = layer.grid.n_in_tiles
         if t == 1 or p.w.dim() == 2:
             return x @ p.w.reshape(-1, p.w.shape[-1])[: x.shape[1]]
@@ -72,7 +72,7 @@ def _tiled_matmul(hyb: nn.Module):
     def run(x):
         h = x
         for m in hyb.base_model:
-            if hasattr(m, "_derived"):
+            if hasattr(m, "array"):
                 out = tiled(m, h)
                 if out is None:
                     return None
@@ -92,7 +92,7 @@ def bench_forward(preset: str, device: torch.device) -> list[tuple[str, float, d
         plain = make().to(device).eval()
         x = x.to(device)
         hyb = convert_to_hybrid(plain, get_preset(preset)).to(device)
-        hyb.program(seed=0)
+        hyb.program(seed=0, calibration_data=x)
         hyb.eval()
         ratios = {}
         with torch.no_grad():
@@ -152,7 +152,7 @@ def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float
     from flwr.clientapp import ClientApp
 
     from .flower import AdapterFedAvg, adapter_model, InProcessGrid, adapter_record, make_client_app, run_federation
-    from .flower.digits_fl import base_fn, data_fn
+    from .flower.digits_fl import base_fn, calibration_fn, data_fn
     from .training import train_classifier
 
     import logging
@@ -181,7 +181,7 @@ def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float
         return Message(RecordDict({"metrics": MetricRecord({"num-examples": len(d.y_test), "accuracy": acc})}),
                        reply_to=msg)
 
-    hybrid = make_client_app(base_fn, data_fn, hw, local_epochs=1)
+    hybrid = make_client_app(base_fn, data_fn, hw, local_epochs=1, calibration_fn=calibration_fn)
     model = adapter_model(base_fn, hw, rank=4, alpha=8.0)
 
     def one(app, init):

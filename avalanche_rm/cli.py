@@ -354,6 +354,57 @@ def paper_plots(rep: dict) -> dict:
 
 
 @app.command()
+def fidelity(
+    seeds: int = typer.Option(5, help="programming seeds per network and preset"),
+    faces: Optional[Path] = typer.Option(None, help="olivettifaces.mat for the face MLP-Mixer (default: digits stand-in)"),
+    adc_range: str = typer.Option("calibrated", help="calibrated, or worst_case (the never-clipping ADC ranges)"),
+    seed: Optional[int] = SeedOpt,
+    out: Optional[Path] = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Programmed-chip accuracy vs software per preset, and a 256x256 layer's output error."""
+    from .jobs.fidelity import run_fidelity
+    from .report import markdown_table
+
+    cfg = _load_config(config)
+    _, seed, _, out = _common(None, seed, None, out, cfg)
+    _need_int("--seeds", seeds, 1)
+    if adc_range not in ("calibrated", "worst_case"):
+        _fail(f"--adc-range must be calibrated or worst_case, got {adc_range!r}")
+    rep = _attempt(lambda: run_fidelity(seeds=seeds, faces_path=faces, seed=seed, adc_range=adc_range,
+                                        progress=not quiet), (ValueError, FileNotFoundError, RuntimeError))
+    typer.echo(f"data: {rep['data']}\n")
+    for name, rows in rep["tables"].items():
+        typer.echo(f"{name}\n{markdown_table(rows)}")
+    _save(out, rep)
+
+
+@app.command()
+def stability(
+    faces: Optional[Path] = typer.Option(None, help="olivettifaces.mat (real faces; needed offline)"),
+    seeds: int = typer.Option(5, help="chips (programming and adapter seeds) per learner and preset"),
+    epochs: int = typer.Option(40, help="training epochs per experience"),
+    out: Optional[Path] = OutOpt,
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """LoRA continual learning on the chip vs the ideal preset (HybridLoRA and stock Replay), and the collapse
+    without class masking."""
+    from .jobs.stability import run_stability
+    from .report import markdown_table
+
+    _need_int("--seeds", seeds, 1)
+    _need_int("--epochs", epochs, 1)
+    out = _prepare_out(out)
+    rep = _attempt(lambda: run_stability(faces, seeds=seeds, epochs=epochs, progress=not quiet),
+                   (ValueError, FileNotFoundError, RuntimeError))
+    typer.echo(f"data: {rep['data']}\n")
+    for name, rows in rep["tables"].items():
+        typer.echo(f"{name}\n{markdown_table(rows)}")
+    _save(out, rep)
+
+
+@app.command()
 def presets() -> None:
     """List hardware presets and their sources."""
     from .hardware import get_preset, list_presets

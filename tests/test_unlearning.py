@@ -101,7 +101,7 @@ def test_class_forgetting_exact_and_approximate(setup):
             continue
         torch.manual_seed(0)
         lo = LoRAUnlearning(model=copy.deepcopy(base), rank=8, alpha=16, train_epochs=15, method=method,
-                            unlearn_epochs=80, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(),
+                            unlearn_epochs=140, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(),
                             method_options={"gamma": 2.0} if method == "scrub" else None)
         lo.train(sp.benchmark.train_stream[0])
         rec = lo.forget(ForgetRequest(requester="controller", classes=(7,)))

@@ -44,6 +44,9 @@ QUANTITIES: dict[str, str] = {
 }
 
 
+_KNOWN = frozenset(QUANTITIES)
+
+
 @dataclass
 class CostSummary:
     """Plain-number totals of one phase (or of everything)."""
@@ -117,6 +120,17 @@ class CostLedger:
                     tot[k] = tot.get(k, 0.0) + float(v)
             if self._n_pending > 4096:
                 self._fold()
+
+    def add_times(self, phase: str, n: float, charges: dict[str, float]) -> None:
+        """Add ``n`` times each of ``charges`` (a per-unit bill computed once) to ``phase``."""
+        if not self.enabled or not n:
+            return
+        if not charges.keys() <= _KNOWN:
+            raise ValueError(f"unknown ledger quantities {sorted(set(charges) - _KNOWN)}; known: {sorted(QUANTITIES)}")
+        with self._lock:
+            tot = self._totals[phase]
+            for k, v in charges.items():
+                tot[k] = tot.get(k, 0.0) + n * v
 
     def charge(self, phase: str, charges: dict[str, float]) -> None:
         """Add a dict of quantities (what :mod:`avalanche_rm.costs.pricing` returns) to ``phase``."""

@@ -13,13 +13,13 @@ tokens). Recurrent layers are called once per time step, so they re-read their
 weights every step. Activations move once per vector. Hence per-sample costs do
 not depend on how many samples share a batch.
 
-Memory levels: bytes that fit in the SRAM buffer are priced at SRAM energy,
+Every charge is linear in its counts (the PE array does ``pe_count``
+operations per ``mac_time_ns``), so a charge per vector or per sample can be
+computed once and scaled. Memory levels: bytes that fit in the SRAM buffer are priced at SRAM energy,
 the rest at DRAM energy (see :mod:`avalanche_rm.costs.residency`); ``fraction``
 arguments are the share of a byte class that is SRAM-resident.
 """
 from __future__ import annotations
-
-import math
 
 from ..hardware.config import HardwareConfig
 from ..hardware.crossbar import TileGrid
@@ -79,7 +79,7 @@ def digital_macs(digital: DigitalUnitConfig, macs: float, fp32: bool = False) ->
     """MACs on the PE array (INT8, or FP32 for gradients and updates); latency at ``pe_count`` per cycle."""
     e = macs * (digital.fp32_mac_energy_pj if fp32 else digital.mac_energy_pj)
     return {"energy_pj": e, "energy_digital_pj": e, "digital_macs": macs,
-            "latency_ns": math.ceil(macs / digital.pe_count) * digital.mac_time_ns}
+            "latency_ns": macs / digital.pe_count * digital.mac_time_ns}
 
 
 def mac_coefficients(digital: DigitalUnitConfig, training: bool) -> Charges:
@@ -95,7 +95,16 @@ def alu_ops(digital: DigitalUnitConfig, simple: float, transcendental: float = 0
     ops = simple + transcendental * digital.transcendental_alu_ops
     e = ops * digital.alu_op_energy_pj
     return {"energy_pj": e, "energy_digital_pj": e, "digital_ops": ops,
-            "latency_ns": math.ceil(ops / digital.pe_count) * digital.mac_time_ns}
+            "latency_ns": ops / digital.pe_count * digital.mac_time_ns}
+
+
+def unit_costs(hw: HardwareConfig) -> dict[str, float]:
+    """The per-operation constants reports quote when they explain a ratio (pJ, pJ/B)."""
+    dig, xbar = hw.digital, hw.crossbar
+    return {"mac_pj": dig.mac_energy_pj, "fp32_mac_pj": dig.fp32_mac_energy_pj, "alu_op_pj": dig.alu_op_energy_pj,
+            "sram_read_pj_per_B": dig.sram_read_energy_pj_per_byte,
+            "sram_write_pj_per_B": dig.sram_write_energy_pj_per_byte, "dram_pj_per_B": dig.dram_energy_pj_per_byte,
+            "adc_pj": xbar.adc_energy_pj, "dac_pj": xbar.dac_energy_pj, "sram_KiB": dig.sram_kib}
 
 
 def combine(*charges: Charges) -> Charges:

@@ -384,7 +384,7 @@ class AnalogArray(nn.Module):
             allrows = allrows[torch.randperm(allrows.shape[0], generator=gen, device=gen.device)[:cap]
                               .to(allrows.device)]
         xbar = self.hardware.crossbar
-        if xbar.adc_bits is not None:
+        if xbar.adc_bits is not None and xbar.adc_range == "calibrated":  # worst-case ranges ignore the data
             self.adc_fs_us.copy_(xb.calibrated_full_scale_us(xbar, allrows))
             self.adc_calibrated.fill_(True)
         return int(allrows.shape[0])

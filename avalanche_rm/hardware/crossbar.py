@@ -34,9 +34,9 @@ class CrossbarConfig:
     ``g_min`` for zero; ``mapping="offset"`` stores it on one cell around
     ``g_zero_us`` with a reference current subtracted before the ADC (the
     reference chip's scheme: 20-80 uS, zero at 50 uS).
-    ADC ranges (``adc_range``): ``"calibrated"`` (default) sets each ADC's full
-    scale from calibration inputs, at the ``adc_calibration_percentile`` of the
-    partial sums its columns produced (as chips do: NeuRRAM calibrates its
+    ADC ranges (``adc_range``): ``"calibrated"`` (default) sets the full scale
+    of each tile column block's ADCs from calibration inputs, at the
+    ``adc_calibration_percentile`` of the partial sums its columns produced (as chips do: NeuRRAM calibrates its
     cores on data, ISAAC sizes ADCs for the observed range, aihwkit bounds
     outputs with ``out_bound`` and bound management, CrossSim calibrates
     ``calibrated_range`` on data); ``"worst_case"`` uses the largest current the
@@ -203,44 +203,41 @@ def delta_conductance(xbar: CrossbarConfig, device: RMDeviceConfig, g_us: torch.
 
 
 # ------------------------------------------------------------------ ADC ranges
-def column_groups(xbar: CrossbarConfig, out_features: int) -> torch.Tensor:
-    """ADC index of every weight column: ``col_mux`` neighbouring outputs of a tile share one ADC."""
-    return torch.arange(out_features) // xbar.col_mux
-
-
-def _per_group_max(xbar: CrossbarConfig, per_column: torch.Tensor) -> torch.Tensor:
-    """Each column's value replaced by the largest in its ADC group, ``[out]``."""
+# One ADC range per tile column block: the ADCs of one tile's columns share a range, and the tiles stacked
+# on the same outputs (the input tiles) share it too, so their partial sums add without rescaling.
+def _per_block_max(xbar: CrossbarConfig, per_column: torch.Tensor) -> torch.Tensor:
+    """Each column's value replaced by the largest in its tile column block, ``[out]``."""
     out = per_column.numel()
-    k = xbar.col_mux
+    k = xbar.weights_per_tile_col
     pad = (-out) % k
     padded = torch.nn.functional.pad(per_column, (0, pad))
     return padded.view(-1, k).amax(dim=1).repeat_interleave(k)[:out]
 
 
 def worst_case_full_scale_us(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: "TileGrid") -> torch.Tensor:
-    """Per-column ADC full scale ``[out]`` (uS x normalised input) that never clips.
+    """ADC full scale per column ``[out]`` (uS x normalised input, constant per tile block) that never clips.
 
     The largest current a tile column can carry for inputs in [-1, 1] is its
-    ``sum_rows |dG|``; every ADC is sized for the worst of its columns over all
-    input tiles, times ``adc_range_fraction``.
+    ``sum_rows |dG|``; a tile block's ADCs are sized for the worst of its columns
+    over all input tiles, times ``adc_range_fraction``.
     """
     a = dg_us.abs()
     if grid.n_in_tiles > 1:
         a = tile_layout(a, grid, xbar.rows).sum(1).amax(0)
     else:
         a = a.sum(0)
-    fs = _per_group_max(xbar, a) * xbar.adc_range_fraction
+    fs = _per_block_max(xbar, a) * xbar.adc_range_fraction
     return torch.where(fs > 0, fs, torch.ones_like(fs))
 
 
 def calibrated_full_scale_us(xbar: CrossbarConfig, abs_partials_us: torch.Tensor) -> torch.Tensor:
-    """Per-column ADC full scale ``[out]`` from observed partial sums ``[n, out]`` (uS x normalised input).
+    """ADC full scale per column ``[out]`` (constant per tile block) from observed partial sums ``[n, out]``.
 
-    Each ADC gets the ``adc_calibration_percentile`` of the magnitudes its
-    columns produced (all input tiles pooled), times ``adc_range_fraction``.
+    A tile block's ADCs get the ``adc_calibration_percentile`` of the magnitudes
+    its columns produced (all input tiles pooled), times ``adc_range_fraction``.
     """
     n, out = abs_partials_us.shape
-    k = xbar.col_mux
+    k = xbar.weights_per_tile_col
     pad = (-out) % k
     v = torch.nn.functional.pad(abs_partials_us, (0, pad)).view(n, -1, k).permute(1, 0, 2).reshape(-1, n * k)
     kth = max(1, min(v.shape[1], int(round(xbar.adc_calibration_percentile / 100.0 * v.shape[1]))))
@@ -267,13 +264,16 @@ class PreparedMVM:
     ADC) or ``[n_in_tiles, rows, out]`` zero-padded; with an ADC it is divided
     by each column's ADC step, so partial sums come out in ADC codes.
     ``inv_step``: 1 / ADC step per column (``None`` without ADC), for read noise
-    drawn in uS. ``out_factor``: output codes (or uS) -> weight units per unit
-    of input abs-max, ``[out]`` or a scalar.
+    drawn in uS; ``inv_step_block``: the same per tile column block (it is
+    constant inside a block). ``out_factor``: output codes (or uS) -> weight
+    units per unit of input abs-max, ``[out]`` or a scalar.
     """
 
     w: torch.Tensor
     inv_step: torch.Tensor | None
     out_factor: torch.Tensor
+    inv_step_block: torch.Tensor | None = None
+    block: int = 1
 
 
 def prepare_mvm(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: TileGrid, adc_fs_us: torch.Tensor,
@@ -286,8 +286,10 @@ def prepare_mvm(xbar: CrossbarConfig, dg_us: torch.Tensor, grid: TileGrid, adc_f
     w = dg_us / (n_d * step)                        # ADC codes per DAC code
     if grid.n_in_tiles > 1:
         w = tile_layout(w, grid, xbar.rows)
-    # each column's ADCs share one range over the input tiles, so the step folds into the output factor
-    return PreparedMVM(w, 1.0 / step, step / scale_us)
+    # each block's ADCs share one range over the input tiles, so the step folds into the output factor
+    k = xbar.weights_per_tile_col
+    inv = 1.0 / step
+    return PreparedMVM(w, inv, step / scale_us, inv[::k].contiguous(), k)
 
 
 def dac_levels(xbar: CrossbarConfig) -> float:
@@ -382,11 +384,21 @@ def analog_mvm(xbar: CrossbarConfig, read_sigma_us: float, buf: torch.Tensor, co
         if tap is not None:
             tap(partial * (1.0 / prepared.inv_step))
         if sigma > 0:
-            # noise in uS per unit input norm, converted to each column's ADC codes
-            norm = sqb.view(b, t, -1).sum(-1).t().unsqueeze(-1).sqrt_().mul_(sigma / n_d)
-            z = torch.mul(draws(tuple(partial.shape)), prepared.inv_step,
-                          out=scratch(workspace, "noise", tuple(partial.shape), buf))
-            partial.addcmul_(z, norm)
+            # noise in uS per unit input norm, converted to ADC codes: the step is constant in a tile block,
+            # so it scales the per-read norm, not every draw
+            norm = sqb.view(b, t, -1).sum(-1).t().unsqueeze(-1).sqrt_().mul_(sigma / n_d)  # [T, B, 1]
+            inv_b, k = prepared.inv_step_block, prepared.block
+            out = partial.shape[-1]
+            if inv_b.numel() == 1:
+                partial.addcmul_(draws(tuple(partial.shape)), norm.mul_(inv_b))
+            elif out % k == 0:
+                nb = out // k
+                partial.view(t, b, nb, k).addcmul_(draws(tuple(partial.shape)).view(t, b, nb, k),
+                                                   norm.unsqueeze(-1) * inv_b.view(1, 1, nb, 1))
+            else:
+                z = torch.mul(draws(tuple(partial.shape)), prepared.inv_step,
+                              out=scratch(workspace, "noise", tuple(partial.shape), buf))
+                partial.addcmul_(z, norm)
         if quantize:
             partial.clamp_(-n_a, n_a).round_()
         y = partial.sum(0) if t > 1 else partial[0]

@@ -91,9 +91,8 @@ def fake_quantize(w: torch.Tensor, bits: int | None) -> torch.Tensor:
 
     The scale maps the largest magnitude to the top code, so nothing clips and the
     gradient passes unchanged. torch's fused op keeps this to a few kernels per call.
-    Used for adapter factors (``adapter_bits``) and for the activations into and out
-    of the LoRA branch (``activation_bits``, a dynamic per-tensor range as an INT8
-    PE array with a per-batch scale register).
+    Used for adapter factors (``adapter_bits``); activations use
+    :func:`fake_quantize_per_sample`.
     """
     if bits is None:
         return w
@@ -101,3 +100,21 @@ def fake_quantize(w: torch.Tensor, bits: int | None) -> torch.Tensor:
     scale = w.detach().abs().amax().clamp_min(1e-12) / n
     zero = torch.zeros((), dtype=torch.int32, device=w.device)
     return torch.fake_quantize_per_tensor_affine(w, scale, zero, -n, n)
+
+
+def fake_quantize_per_sample(x: torch.Tensor, bits: int | None, n_samples: int) -> torch.Tensor:
+    """Symmetric fake quantisation with one dynamic scale per sample (the leading ``n_samples`` rows of ``x``).
+
+    The digital unit quantises the activations into and out of the LoRA branch to
+    ``activation_bits`` with a scale register per sample (inference runs one sample
+    at a time, so a sample's codes never depend on what else shares its batch).
+    The gradient passes straight through.
+    """
+    if bits is None:
+        return x
+    n = 2 ** (bits - 1) - 1
+    xd = x.detach()
+    rows = xd.reshape(n_samples, -1)
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(1e-12).div_(n)
+    q = torch.div(rows, scale).round_().mul_(scale).view_as(x)
+    return x + (q - xd)

@@ -46,8 +46,9 @@ def _digital(node_nm: float, vdd_v: float, sram_kib: float, mac_time_ns: float, 
     )
 
 
-_ADC_RANGE = ("ADC full scale calibrated per ADC (col_mux columns) at the 99.9th percentile of the partial sums "
-              "seen on calibration data, as real macros set ranges from data rather than the worst case: ISAAC "
+_ADC_RANGE = ("ADC full scale calibrated per tile column block (shared by the input tiles stacked on it) at the "
+              "99.9th percentile of the partial sums seen on calibration data, as real macros set ranges from data "
+              "rather than the worst case: ISAAC "
               "(Shafiee et al., ISCA 2016) encodes operands so an 8-bit ADC covers its crossbar's partial sums, "
               "NeuRRAM (Wan et al., Nature 2022) tunes its voltage-mode neurons' range to the output distribution, "
               "aihwkit clips outputs at out_bound with bound management, CrossSim sets ADC calibrated_range on "

@@ -270,7 +270,7 @@ def explain_residuals(headline: list[dict], per_task: list[dict], hw) -> list[st
     """Plain-language reasons for each gap, with the constant that would close it."""
     out = []
     by_task = {m["task"]: m for m in per_task}
-    dig = hw.digital
+    u = pricing.unit_costs(hw)
     for h in headline:
         m = by_task[h["task"]]
         gap = h["ours / published"]
@@ -286,21 +286,21 @@ def explain_residuals(headline: list[dict], per_task: list[dict], hw) -> list[st
                 f"work). For comparison, updated parameters x steps is {count:.1f}x; the reference states neither "
                 f"its definition nor its constants.")
         elif h["ratio"] == "deployment":
-            e_write = dig.sram_write_energy_pj_per_byte
+            e_write = u["sram_write_pj_per_B"]
             out.append(
                 f"deployment: ours {ours:.1f}x on {h['task']} vs {pub}x ({gap:.2f} of it). Ours: "
                 f"{m['deploy_update_pulses']:.3g} write pulses at {m['pulse_energy_pj']:.1f} pJ plus a verify read "
                 f"per cell-iteration ({m['pulses_per_cell']:.1f} pulses per cell from reset) against writing the "
                 f"adapter at {e_write} pJ/B in SRAM (Horowitz 45 nm scaled to 180 nm; DRAM at "
-                f"{dig.dram_energy_pj_per_byte} pJ/B beyond the {dig.sram_kib:g} KiB SRAM). An adapter write "
+                f"{u['dram_pj_per_B']} pJ/B beyond the {u['sram_KiB']:g} KiB SRAM). An adapter write "
                 f"{gap:.3g}x cheaper, or write-verify {1 / gap:.3g}x dearer per cell, would give the published "
                 f"value; the reference states neither constant.")
         elif h["ratio"] == "inference":
             out.append(
                 f"inference: ours {ours:.2f}x on {h['task']} vs {pub}x. Both designs are priced by the same rules: "
-                f"the all-digital reference pays INT8 MACs ({dig.mac_energy_pj} pJ) of the non-zero inputs, its "
-                f"weights once per sample (SRAM, or DRAM beyond {dig.sram_kib:g} KiB) and the same activation and "
-                f"nonlinearity traffic; the hybrid pays DACs, cells, ADC conversions ({hw.crossbar.adc_energy_pj} pJ, "
+                f"the all-digital reference pays INT8 MACs ({u['mac_pj']} pJ) of the non-zero inputs, its "
+                f"weights once per sample (SRAM, or DRAM beyond {u['sram_KiB']:g} KiB) and the same activation and "
+                f"nonlinearity traffic; the hybrid pays DACs, cells, ADC conversions ({u['adc_pj']} pJ, "
                 f"one per column and input tile) and the digital LoRA branch. The published figure needs a "
                 f"reference {pub / ours:.3g}x dearer per inference than ours (e.g. weights re-read from memory for "
                 f"every MAC, as a dense GPU-style count would); the reference names neither its baseline platform "

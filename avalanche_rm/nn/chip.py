@@ -32,6 +32,7 @@ class ChipModel(nn.Module):
         self._optim_hooks: list = []
         self._attached: weakref.WeakSet = weakref.WeakSet()
         self._profiles: dict[tuple, DigitalProfile] = {}
+        self._work_cache: dict[tuple, dict] = {}
         #: identical copies of this network the chip stores (a measurement on one block standing for several)
         self.stored_copies = 1
 
@@ -67,12 +68,15 @@ class ChipModel(nn.Module):
         finally:
             surcharge = self.residency.end_pass()
         phase = led.current_phase("train" if training else "infer")
-        n = batch_size(args)
-        dig = self.hardware.digital
-        work = pricing.digital_op_charges(dig, prof.simple_ops * n, prof.transcendental_ops * n, prof.macs * n,
-                                          n * prof.weight_values * dig.adapter_bytes_per_param,
-                                          prof.lookup_values * n * dig.activation_bytes, training)
-        led.charge(phase, pricing.combine(work, surcharge))
+        wf = self.residency.weight_fraction()
+        work = self._work_cache.get((key, wf))
+        if work is None:
+            dig = self.hardware.digital
+            work = self._work_cache[(key, wf)] = pricing.digital_op_charges(
+                dig, prof.simple_ops, prof.transcendental_ops, prof.macs, prof.weight_values * dig.adapter_bytes_per_param,
+                prof.lookup_values * dig.activation_bytes, training, weight_fraction=wf)
+        led.add_times(phase, batch_size(args), work)
+        led.charge(phase, surcharge)
         return out
 
     def digital_profile(self, *args, **kwargs) -> DigitalProfile:

@@ -29,7 +29,7 @@ from ..costs.residency import DigitalResidency
 from ..hardware import crossbar as xb
 from ..hardware.array import AnalogArray
 from ..hardware.config import HardwareConfig
-from ..hardware.digital import fake_quantize
+from ..hardware.digital import fake_quantize, fake_quantize_per_sample
 from ..hardware.programming import ProgrammingReport
 from .profile import hybrid_layer_scope
 
@@ -233,6 +233,14 @@ class _HybridBase(nn.Module):
     def _phase(self) -> str:
         return self.ledger.current_phase("train" if (self.training and torch.is_grad_enabled()) else "infer")
 
+    def _unit_charges(self, key: tuple, fn) -> tuple[dict, dict]:
+        """(per vector, per sample) bills of a charge linear in both, from ``fn(n_vectors, n_samples)``; cached."""
+        cache = self.__dict__.setdefault("_unit_cache", {})
+        c = cache.get(key)
+        if c is None:
+            c = cache[key] = (fn(1, 0), fn(0, 1))
+        return c
+
     def _charge_forward(self, res: xb.MVMResult, n: int, phase: str | None = None) -> None:
         if not self.ledger.enabled:
             return
@@ -240,9 +248,13 @@ class _HybridBase(nn.Module):
         phase = phase or self._phase()
         driven, x2g = self.array.counts(res)
         led = self.ledger
-        led.add_scaled(phase, driven, pricing.driven_row_coefficients(hw, self.grid))
-        led.add_scaled(phase, x2g, pricing.cell_read_coefficients(hw.device, res.code_full_scale))
-        led.charge(phase, pricing.mvm_fixed_charges(hw, self.grid, n))
+        rows, cells, per_vec = self._unit_charges(("mvm", res.code_full_scale), lambda nv, ns: (
+            pricing.driven_row_coefficients(hw, self.grid),
+            pricing.cell_read_coefficients(hw.device, res.code_full_scale),
+            pricing.mvm_fixed_charges(hw, self.grid, nv)))[0]
+        led.add_scaled(phase, driven, rows)
+        led.add_scaled(phase, x2g, cells)
+        led.add_times(phase, n, per_vec)
         act = hw.digital.activation_bytes
         rd, wr = n * self.in_flat * act, n * self.out_features * act
         self.residency.activations(rd, wr, rd + wr, self._last_samples)
@@ -269,13 +281,20 @@ class _HybridBase(nn.Module):
         dig = self.hardware.digital
         training = grad and self.training
         phase = self._phase()
-        c = pricing.digital_linear_charges(dig, n_vectors, n_samples, dense_macs_per_vector, weight_params, act_read,
-                                           act_write, training, weight_fraction=self.residency.weight_fraction())
-        if bias_values:
-            c = pricing.combine(c, pricing.bias_charges(dig, n_vectors, n_samples, bias_values))
-        self.ledger.charge(phase, c)
-        self.ledger.add_scaled(phase, nonzero, pricing.scaled(pricing.mac_coefficients(dig, training),
-                                                              macs_per_nonzero))
+        wf = self.residency.weight_fraction()
+
+        def bill(nv, ns):
+            c = pricing.digital_linear_charges(dig, nv, ns, dense_macs_per_vector, weight_params, act_read, act_write,
+                                               training, weight_fraction=wf)
+            return pricing.combine(c, pricing.bias_charges(dig, nv, ns, bias_values)) if bias_values else c
+
+        key = ("digital", dense_macs_per_vector, weight_params, act_read, act_write, training, wf, bias_values)
+        per_vec, per_sample = self._unit_charges(key, bill)
+        self.ledger.add_times(phase, n_vectors, per_vec)
+        self.ledger.add_times(phase, n_samples, per_sample)
+        self.ledger.add_scaled(phase, nonzero, self._unit_charges(
+            ("nonzero-mac", training, macs_per_nonzero),
+            lambda nv, ns: pricing.scaled(pricing.mac_coefficients(dig, training), macs_per_nonzero))[0])
         act = dig.activation_bytes
         rd, wr = n_vectors * act_read * act, n_vectors * act_write * act
         if training:  # saved for the backward pass, read again, input gradients written
@@ -284,8 +303,11 @@ class _HybridBase(nn.Module):
 
     def _charge_bias(self, n_vectors: int, n_samples: int) -> None:
         if self.ledger.enabled:
-            self.ledger.charge(self._phase(), pricing.bias_charges(self.hardware.digital, n_vectors, n_samples,
-                                                                   self.out_features))
+            per_vec, per_sample = self._unit_charges(("bias",), lambda nv, ns: pricing.bias_charges(
+                self.hardware.digital, nv, ns, self.out_features))
+            phase = self._phase()
+            self.ledger.add_times(phase, n_vectors, per_vec)
+            self.ledger.add_times(phase, n_samples, per_sample)
 
     def _charge_weight_gradient(self, n: int) -> None:
         """dW outer products in the digital unit plus the transposed analogue read for dx."""
@@ -418,12 +440,12 @@ class HybridLinear(_HybridBase):
         if self.active_adapters:
             names, rsum, n_params, n_bias, grad = self._lora_terms()
             bits, abits = dig.adapter_bits, dig.activation_bits
-            xq = fake_quantize(x2, abits)
+            xq = fake_quantize_per_sample(x2, abits, ns)
             for name in names:
                 a = fake_quantize(self.lora_A[name], bits)
                 b = fake_quantize(self.lora_B[name], bits)
-                h = fake_quantize(xq @ a.t(), abits)
-                y = y + fake_quantize((h @ b.t()) * self.scaling[name], abits)
+                h = fake_quantize_per_sample(xq @ a.t(), abits, ns)
+                y = y + fake_quantize_per_sample((h @ b.t()) * self.scaling[name], abits, ns)
                 if name in self.lora_bias:
                     y = y + self.lora_bias[name]
             self._charge_digital(n, ns, rsum * self.out_features, torch.count_nonzero(xq.detach()), rsum, n_params,
@@ -434,8 +456,9 @@ class HybridLinear(_HybridBase):
         k = self.digital_out_features
         if k:
             dw = fake_quantize(self.digital_weight, dig.adapter_bits)
-            xq = fake_quantize(x2, dig.activation_bits)
-            y = torch.cat([y, fake_quantize(xq @ dw.t(), dig.activation_bits) + self.digital_bias], dim=-1)
+            xq = fake_quantize_per_sample(x2, dig.activation_bits, ns)
+            y = torch.cat([y, fake_quantize_per_sample(xq @ dw.t(), dig.activation_bits, ns) + self.digital_bias],
+                          dim=-1)
             self._charge_digital(n, ns, 0, torch.count_nonzero(xq.detach()), k, dw.numel(), self.in_features, k,
                                  torch.is_grad_enabled() and self.digital_weight.requires_grad, k)
         return y.reshape(*lead, self.out_features + k)
@@ -534,13 +557,13 @@ class HybridConv2d(_HybridBase):
         if self.active_adapters:
             names, rsum, n_params, n_bias, grad = self._lora_terms()
             bits, abits = self.hardware.digital.adapter_bits, self.hardware.digital.activation_bits
-            xq = fake_quantize(x, abits)
+            xq = fake_quantize_per_sample(x, abits, ns)
             for name in names:
                 a = fake_quantize(self.lora_A[name], bits)
                 b = fake_quantize(self.lora_B[name], bits)
-                h_ = fake_quantize(F.conv2d(xq, a, stride=self.stride, padding=self.padding, dilation=self.dilation),
-                                   abits)
-                y = y + fake_quantize(F.conv2d(h_, b) * self.scaling[name], abits)
+                h_ = fake_quantize_per_sample(F.conv2d(xq, a, stride=self.stride, padding=self.padding,
+                                                       dilation=self.dilation), abits, ns)
+                y = y + fake_quantize_per_sample(F.conv2d(h_, b) * self.scaling[name], abits, ns)
                 if name in self.lora_bias:
                     y = y + self.lora_bias[name].view(1, -1, 1, 1)
             self._charge_digital(n, ns, rsum * self.out_channels, self._patch_nonzeros(xq), rsum, n_params,

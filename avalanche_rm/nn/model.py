@@ -108,7 +108,10 @@ class HybridModel(ChipModel):
                 yield name, m
 
     def hybrid_layers(self) -> list[_HybridBase]:
-        return [m for _, m in self.named_hybrid_layers()]
+        cached = self.__dict__.get("_layer_list")
+        if cached is None:  # the layers never change after conversion; the hot path asks for them every pass
+            cached = self.__dict__["_layer_list"] = [m for _, m in self.named_hybrid_layers()]
+        return list(cached)
 
     def _run(self, *args, **kwargs):
         out = self.base_model(*args, **kwargs)

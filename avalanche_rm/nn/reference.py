@@ -16,14 +16,14 @@ from torch import nn
 
 from ..costs import pricing
 from ..hardware.config import HardwareConfig
-from ..hardware.digital import fake_quantize
+from ..hardware.digital import fake_quantize_per_sample
 from .chip import ChipModel
 from .profile import enter_layer, exit_layer
 
 
 def _nonzero_inputs(module: nn.Module, x: torch.Tensor, bits: int | None) -> torch.Tensor:
     """Non-zero INT8 inputs of a Linear (per vector) or of every receptive field of a Conv2d."""
-    xq = fake_quantize(x.detach(), bits)
+    xq = fake_quantize_per_sample(x.detach(), bits, int(x.shape[0]) if x.dim() > 1 else 1)
     if isinstance(module, nn.Conv2d):
         ind = (xq != 0).to(x.dtype).sum(1, keepdim=True)
         ones = torch.ones(1, 1, *module.kernel_size, device=x.device, dtype=x.dtype)
@@ -48,10 +48,13 @@ class DigitalReferenceModel(ChipModel):
         enter_layer()  # the layer's own arithmetic is priced by _charge_layer, not by the operation profile
 
     def _charge_layer(self, module, inputs, output) -> None:
-        exit_layer()
-        if not self.ledger.enabled:
-            return
-        x = inputs[0]
+        try:
+            if self.ledger.enabled:
+                self._charge(module, inputs[0], output)
+        finally:
+            exit_layer()
+
+    def _charge(self, module, x: torch.Tensor, output: torch.Tensor) -> None:
         if isinstance(module, nn.Conv2d):
             n_vectors = output.numel() // output.shape[1]
             in_f, out_f = module.weight[0].numel(), module.out_channels

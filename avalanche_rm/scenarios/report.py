@@ -1,6 +1,8 @@
 """The standard report of a scenario: accuracy per stage, the bill per phase, and the reference's three ratios."""
 from __future__ import annotations
 
+from ..costs import pricing
+from ..costs.residency import resident_fraction
 from ..hardware.config import HardwareConfig
 from ..hardware.programming import ProgrammingReport
 from ..nn.model import HybridModel
@@ -47,7 +49,8 @@ def ratio_rows(hyb: HybridModel, base: HybridModel, x_infer, trainable_hybrid: i
         return sum(b[k] for b in bills)
 
     dig = hyb.hardware.digital
-    sram_pj = sum(hyb.adapter_bytes(names) for names in adapters.values()) * dig.sram_write_energy_pj_per_byte
+    written = sum(hyb.adapter_bytes(names) for names in adapters.values())
+    sram_pj = pricing.memory_write(dig, written, resident_fraction(written, dig.sram_bytes))["energy_pj"]
     dep_pj = sum(r.energy_pj for r in deploy.values())
     dep_pulses = sum(r.pulses for r in deploy.values())
     e_h = inference_energy_pj(hyb, x_infer)

@@ -70,6 +70,7 @@ def train_objective(model: ChipModel, params: list, objective: Objective, forget
         model.ledger.charge(phase, pricing.memory_write(dig, teacher.numel() * dig.activation_bytes))
     ctx = ObjectiveContext(n_classes=n_classes, generator=gen, retained_classes=retained_classes)
     steps = 0
+    settle_left = None  # epochs still to run once the stopping rule is met
     model.train()
     for _ in range(epochs):
         perm = torch.randperm(len(y), generator=gen).to(device)
@@ -86,12 +87,18 @@ def train_objective(model: ChipModel, params: list, objective: Objective, forget
             steps += 1
             if after_step is not None:
                 after_step(opt)
-        if stop_forget_acc is not None and len(yf):
+        if settle_left is not None:
+            settle_left -= 1
+            if settle_left <= 0:
+                break
+        elif stop_forget_acc is not None and len(yf):
             model.eval()
             with torch.no_grad():  # the stopping check is an inference on the chip: charged
                 acc = float((model(xf.to(device)).argmax(-1) == yf.to(device)).float().mean())
             model.train()
             if acc <= stop_forget_acc:
-                break
+                if objective.settle_epochs <= 0:
+                    break
+                settle_left, ctx.settling = objective.settle_epochs, True
     model.eval()
     return steps

@@ -34,6 +34,8 @@ class ObjectiveContext:
     step: int = 0
     retained_classes: torch.Tensor | None = None
     teacher_out: torch.Tensor | None = None
+    #: set once the stopping rule has been met: the run is in its ``settle_epochs``
+    settling: bool = False
 
 
 class Objective:
@@ -42,6 +44,11 @@ class Objective:
     name = "objective"
     #: the objective needs the outputs of the model before unlearning (``ctx.teacher_out``)
     needs_teacher = False
+
+    @property
+    def settle_epochs(self) -> int:
+        """Epochs run after the stopping rule is met (``ctx.settling`` set); 0: stop at once."""
+        return int(self.options.get("settle_epochs", 0))
 
     def __init__(self, **options) -> None:
         unknown = set(options) - set(self.defaults())
@@ -161,19 +168,21 @@ class NegGradPlus(Objective):
 class Scrub(Objective):
     """SCRUB (Kurmanji et al., NeurIPS 2023): steps alternate between a max-step that pushes the student
     away from the teacher (the model before unlearning) on forgotten samples and a min-step that keeps it
-    close on retained ones (``kl`` KL to the teacher at temperature ``T`` plus ``gamma`` CE)."""
+    close on retained ones (KL to the teacher at temperature ``T`` plus ``gamma`` CE). As in the paper's
+    schedule (max-steps only in the first epochs), once the forget set is forgotten the run continues
+    with ``settle_epochs`` of min-steps alone, which repair what the max-steps cost the retained data."""
 
     needs_teacher = True
 
     @classmethod
     def defaults(cls) -> dict:
-        return {"T": 1.0, "gamma": 1.0}
+        return {"T": 1.0, "gamma": 1.0, "settle_epochs": 60}
 
     def loss(self, out, y, forget, ctx):
         t = self.options["T"]
         kl = F.kl_div(F.log_softmax(out / t, -1), F.softmax(ctx.teacher_out / t, -1), reduction="none").sum(-1)
         keep = ~forget
-        if bool(forget.any()) and ctx.step % 2 == 0:
+        if bool(forget.any()) and ctx.step % 2 == 0 and not ctx.settling:
             return -kl[forget].mean()
         if bool(keep.any()):
             return kl[keep].mean() + self.options["gamma"] * F.cross_entropy(out[keep], y[keep])
