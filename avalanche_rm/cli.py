@@ -153,11 +153,13 @@ def basic(
                                          progress=not quiet))
     typer.echo(format_basic_report(rep))
     if out is not None:
-        report = {"command": "basic", "version": "0.1.0", "preset": rep["preset"],
-                  "preset_source": rep["preset_source"], "seed": seed, "data": rep["data"],
-                  "tables": {"accuracy": [{"stage": k, "accuracy": v} for k, v in rep["accuracy"].items()],
-                             "ledger": [{"phase": p, **v} for p, v in rep["ledger"].items()]},
-                  "programming": rep["programming"]}
+        from .report import make_report
+
+        report = make_report("basic", preset=rep["preset"], preset_source=rep["preset_source"], seed=seed,
+                             data=rep["data"],
+                             tables={"accuracy": [{"stage": k, "accuracy": v} for k, v in rep["accuracy"].items()],
+                                     "ledger": [{"phase": p, **v} for p, v in rep["ledger"].items()]},
+                             programming=rep["programming"])
         _save(out, report, lambda: basic_plots(rep))
 
 
@@ -211,6 +213,8 @@ def fl(
     forget_client: int = typer.Option(2, help="partition whose owner asks to be forgotten"),
     forget_round: int = typer.Option(3, help="round after which the request arrives"),
     ray: bool = typer.Option(False, help="run on Flower's Ray simulation engine (default: in-process grid)"),
+    shards: int = typer.Option(3, help="adapter shards per client (exact sample-level unlearning needs >= 1)"),
+    sample_methods: str = typer.Option("exact,neg_ce", help="methods of the two sample-level forget requests"),
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -223,11 +227,20 @@ def fl(
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
+    methods = tuple(m.strip() for m in sample_methods.split(","))
+    if len(methods) != 2 or not all(methods):
+        _fail(f"--sample-methods must name two methods separated by a comma, got {sample_methods!r}")
+    audit = out / "audit.jsonl" if out is not None else None
     rep, figs = _attempt(lambda: run_fl(preset=preset, seed=seed, clients=clients, rounds=rounds,
-                                        forget_client=forget_client, forget_round=forget_round, ray=ray))
+                                        forget_client=forget_client, forget_round=forget_round, ray=ray,
+                                        shards=shards, sample_methods=methods, audit_path=audit, device=device))
     typer.echo(f"data: {rep['data']}; engine: {rep['engine']}\n")
     typer.echo(markdown_table(rep["tables"]["rounds"]))
     typer.echo(markdown_table(rep["tables"]["forget request"]))
+    typer.echo(markdown_table(rep["tables"]["sample forget requests"]))
+    typer.echo("\nfederation audit log" + (f" ({audit})" if audit else "") + ":")
+    for line in rep["audit_log"]:
+        typer.echo(line)
     _save(out, rep, lambda: figs)
 
 
@@ -416,8 +429,17 @@ def presets() -> None:
 
 
 def main() -> None:
+    from .quiet import silence_known_noise
+
+    silence_known_noise()  # third-party notices known to be noise (listed in avalanche_rm/quiet.py); nothing else
     try:
-        app()
+        import logging
+
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        # log lines (ours and Flower's) print above progress bars, never through them
+        with logging_redirect_tqdm(loggers=[logging.root, logging.getLogger("flwr")]):
+            app()
     except KeyboardInterrupt:
         sys.exit(130)
 

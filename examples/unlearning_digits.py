@@ -1,83 +1,88 @@
-"""Forget requests on a hybrid chip: every strategy, two requests, one table.
+"""Forget requests on a hybrid chip: every unlearning method, a class request and a sample request, one table each.
 
-Run: .venv/bin/python examples/unlearning_digits.py [--preset paper-180nm] [--seed 0]
+Run: .venv/bin/python examples/unlearning_digits.py [--preset paper-180nm] [--seed 0] [--out DIR]
 Data: scikit-learn's bundled digits (real). Classes 0-4 of a public 30 % are
-pre-trained into the analogue base; the rest (all ten classes, five owners) is
-private and learned by each strategy. Then (a) the controller asks to forget
-class 7, and (b) owner 2 asks to forget 5 % of its samples.
+pre-trained into the analogue base (public data, stated); the rest (all ten
+classes, five owners) is private and learned by each strategy. Then (a) the
+data controller asks to forget class 7, and (b) owner 2 asks to forget 5 % of
+its samples. Columns as in SalUn / SCRUB tables (UA, RA, TA, MIA-efficacy, RTE)
+plus the chip's bill and the average gap to retraining without the data.
+AVALANCHE_RM_QUICK=1 shrinks every epoch count (the test suite's smoke run).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 
-from avalanche_rm.benchmarks import ForgetRequest, public_private_digits
+from avalanche_rm.benchmarks import public_private_digits
 from avalanche_rm.hardware import get_preset
-from avalanche_rm.jobs.basic import make_mlp
-from avalanche_rm.strategies import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, ShardedLoRAUnlearning
-from avalanche_rm.strategies.forgetting import dataset_tensors
-from avalanche_rm.strategies.policy import pretrain_and_program
+from avalanche_rm.report import hardware_report, markdown_table, write_report
+from avalanche_rm.strategies import (FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, ShardedLoRAUnlearning,
+                                     compare_unlearning, pretrain_and_program)
+from avalanche_rm.training import make_mlp
+from avalanche_rm.unlearning import ForgetRequest, dataset_tensors
+
+QUICK = os.environ.get("AVALANCHE_RM_QUICK") == "1"
+RETRAIN = "retrain + reprogram (exact)"
+RETRAIN_ADAPTER = "retrain adapter (exact)"
+METHODS = ("neg_ce", "random_label", "neggrad_plus", "scrub")
 
 
-def build(name: str, base, sp, seed: int):
-    ev = EvaluationPlugin(loggers=[])
-    common = dict(eval_data=(sp.test_x, sp.test_y), evaluator=ev)
-    torch.manual_seed(seed)
-    if name == "ShardedLoRA (exact, SISA)":
-        return ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=3, n_slices=2, rank=8, alpha=16, epochs_per_slice=10,
-                                     seed=seed, **common)
-    if name.startswith("LoRA "):
-        method = name.split()[1]
-        return LoRAUnlearning(model=copy.deepcopy(base), rank=8, alpha=16, train_epochs=15, method=method,
-                              unlearn_epochs=80, **common)
-    if name.startswith("FullWeight"):
-        return FullWeightUnlearning(model=copy.deepcopy(base), lr=1e-3, unlearn_lr=1e-3, train_epochs=5,
-                                    method="neg_ce", unlearn_epochs=80, **common)
-    return RetrainUnlearning(model=copy.deepcopy(base), software_model=make_mlp(), train_epochs=15, **common)
+def ep(n: int) -> int:
+    return max(1, n // 8) if QUICK else n
+
+
+def factories(base, sp, seed: int) -> dict:
+    common = dict(eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]))
+    out = {RETRAIN_ADAPTER: lambda: ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=1, n_slices=1, rank=8,
+                                                          alpha=16, epochs_per_slice=ep(15), seed=seed, **common),
+           RETRAIN: lambda: RetrainUnlearning(model=copy.deepcopy(base), software_model=make_mlp(),
+                                              train_epochs=ep(15), **common),
+           "sharded LoRA (exact, SISA)": lambda: ShardedLoRAUnlearning(
+               model=copy.deepcopy(base), n_shards=3, n_slices=2, rank=8, alpha=16, epochs_per_slice=ep(10),
+               seed=seed, **common)}
+    for m in METHODS:
+        out[f"LoRA {m}"] = lambda m=m: LoRAUnlearning(model=copy.deepcopy(base), rank=8, alpha=16, train_epochs=ep(15),
+                                                      method=m, unlearn_epochs=ep(140), **common)
+    out["full-weight neg_ce (write-back)"] = lambda: FullWeightUnlearning(
+        model=copy.deepcopy(base), lr=1e-2, unlearn_lr=1e-3, train_epochs=ep(15), method="neg_ce",
+        unlearn_epochs=ep(80), **common)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="paper-180nm")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="folder for report.json / report.md")
     args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    hw = get_preset(args.preset)
     sp = public_private_digits(1, public_fraction=0.3, n_owners=5, seed=args.seed, public_classes=range(5))
-    base = pretrain_and_program(make_mlp(), get_preset(args.preset), sp.public_x, sp.public_y, epochs=30,
-                                seed=args.seed)
-    _, _, ids, owners = dataset_tensors(sp.benchmark.train_stream[0].dataset)
+    base = pretrain_and_program(make_mlp(), hw, sp.public_x, sp.public_y, public=True, epochs=ep(30), seed=args.seed)
+    exp = sp.benchmark.train_stream[0]
+    _, _, ids, owners = dataset_tensors(exp.dataset)
     mine = ids[owners == 2]
     pick = mine[torch.randperm(len(mine), generator=torch.Generator().manual_seed(args.seed))[: max(1, len(mine) // 20)]]
-    requests = {"forget class 7": ForgetRequest(requester="controller", classes=(7,)),
-                f"forget 5% of owner 2 ({len(pick)} samples)": ForgetRequest(requester=2, sample_ids=tuple(pick.tolist()))}
-    names = ["ShardedLoRA (exact, SISA)", "LoRA neg_ce", "LoRA random_label", "LoRA neggrad_plus", "LoRA scrub",
-             "FullWeight neg_ce (write-back)", "Retrain + reprogram (exact)"]
-    print(f"data: {sp.source}; preset {args.preset}\n")
-    for label, req in requests.items():
-        print(f"== {label}")
-        hdr = (f"{'strategy':<30s} {'forget':>7s} {'retain':>7s} {'test':>7s} {'MIA AUC':>8s} {'wall s':>7s} "
-               f"{'energy uJ':>10s} {'pulses':>9s}")
-        print(hdr)
-        costs = {}
-        for name in names:
-            s = build(name, base, sp, args.seed)
-            s.train(sp.benchmark.train_stream[0])
-            rec = s.forget(req)
-            a = rec["metrics_after"]
-            forget = a.get("test_forget_class_acc", a["forget_acc"])
-            retain = a.get("test_retain_class_acc", a["retain_acc"])
-            costs[name] = rec["cost"]
-            print(f"{name:<30s} {100 * forget:6.1f}% {100 * retain:6.1f}% {100 * a['test_acc']:6.1f}% "
-                  f"{a.get('mia_loss_auc', float('nan')):8.3f} {rec['wall_time_s']:7.2f} "
-                  f"{rec['cost']['energy_pj'] / 1e6:10.2f} {rec['cost']['pulses']:9.0f}")
-        r, s_ = costs["Retrain + reprogram (exact)"], costs["ShardedLoRA (exact, SISA)"]
-        print(f"deployment-cost ratio retrain-and-reprogram / sharded LoRA: energy {r['energy_pj'] / s_['energy_pj']:.1f}x, "
-              f"latency {r['latency_ns'] / max(s_['latency_ns'], 1):.1f}x, pulses {r['pulses']:.0f} vs {s_['pulses']:.0f}\n")
-    print("forget/retain: held-out test accuracy of the forgotten / other classes for the class request, and "
-          "training-set accuracy of the forgotten / retained samples for the owner request. MIA AUC: loss-threshold "
-          "attack, forgotten samples vs unseen test samples (0.5 = indistinguishable).")
+    requests = {"class 7 (controller)": ForgetRequest(requester="controller", classes=(7,)),
+                f"{len(pick)} samples of owner 2": ForgetRequest(requester=2, sample_ids=tuple(pick.tolist()))}
+    fs = factories(base, sp, args.seed)
+    # the gap's reference: retraining without the data, in each design (adapter methods: the adapter)
+    refs = {n: RETRAIN if n.startswith(("full-weight", "retrain +")) else RETRAIN_ADAPTER for n in fs}
+    tables, _ = compare_unlearning(fs, exp, requests, retrain=refs)
+    print(f"data: {sp.source} (real); preset {hw.name}\n")
+    for label, rows in tables.items():
+        print(f"== forget {label}\n" + markdown_table(rows))
+    print("UA = 1 - accuracy on the forgotten training samples, RA on the retained ones, TA on held-out test data "
+          "(the remaining classes for a class request); MIA-efficacy: share of forgotten samples an SVC attack calls "
+          "non-members; RTE: wall time of the request; gap: mean |difference| to retraining over UA/RA/TA/MIA.")
+    if args.out:
+        write_report(args.out, hardware_report("example unlearning_digits", hw, seed=args.seed,
+                                               data=sp.source + " (real)", tables=tables))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import torch
 
 from avalanche_rm.flower import (AdapterFedAvg, adapter_model, FederatedForgetRequest, InProcessGrid, adapter_record,
                                  make_client_app, make_server_app, owner_token, run_federation)
-from avalanche_rm.flower.digits_fl import base_fn, data_fn
+from avalanche_rm.flower.digits_fl import base_fn, calibration_fn, data_fn
 from avalanche_rm.hardware import get_preset
 
 HW = get_preset("paper-180nm")
@@ -18,7 +18,8 @@ def initial():
 
 
 def federation(n=5, fail=(), schedule=None, rounds=3):
-    app = make_client_app(base_fn, data_fn, HW, rank=4, alpha=8, local_epochs=1, fail_partitions=fail)
+    app = make_client_app(base_fn, data_fn, HW, rank=4, alpha=8, local_epochs=1, fail_partitions=fail,
+                          calibration_fn=calibration_fn)
     grid = InProcessGrid(app, n)
     strat = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
     m, init = initial()
@@ -97,7 +98,7 @@ def test_real_ray_simulation_with_a_forget_request(tmp_path):
 
     sched = {1: [FederatedForgetRequest(2, owner_token("federation-secret", 2))]}
     server = make_server_app(base_fn, HW, num_rounds=2, forget_schedule=sched, on_result=on_result)
-    client = make_client_app(base_fn, data_fn, HW, local_epochs=1)
+    client = make_client_app(base_fn, data_fn, HW, local_epochs=1, calibration_fn=calibration_fn)
     run_simulation(server_app=server, client_app=client, num_supernodes=3,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
     res = json.loads(out.read_text())
@@ -106,7 +107,7 @@ def test_real_ray_simulation_with_a_forget_request(tmp_path):
 
 
 def test_forget_request_for_an_offline_client_waits_for_it():
-    app = make_client_app(base_fn, data_fn, HW, rank=4, alpha=8, local_epochs=1)
+    app = make_client_app(base_fn, data_fn, HW, rank=4, alpha=8, local_epochs=1, calibration_fn=calibration_fn)
     grid = InProcessGrid(app, 4)
     strat = AdapterFedAvg(min_train_nodes=3, min_evaluate_nodes=3, min_available_nodes=3)
     _, init = initial()
@@ -148,7 +149,10 @@ def test_flwr_run_of_the_example_app_and_superlink_stopped(tmp_path):
                          capture_output=True, text=True, timeout=420)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     text = out.stdout + out.stderr
-    assert "round 3: clients 2" in text and "forget requests honoured" in text
+    assert "round 3: clients 2" in text and "forget requests honoured: 2; refused: 0" in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith('{"round"')]
+    assert [(e["partition_id"], e["method"], e["status"]) for e in lines] == [(1, "drop", "honoured"),
+                                                                            (2, "exact", "honoured")]
     import time
 
     for _ in range(40):  # the SuperLink gets SIGTERM on exit; give it a moment to go
@@ -183,3 +187,103 @@ def test_malformed_or_poisoned_replies_are_kept_out_of_the_aggregate():
     reasons = dict(strat.rejected[2])
     assert set(reasons) == {2, 3, 4, 5}
     assert "finite" in reasons[2] and "shape" in reasons[3] and "keys" in reasons[4] and "num-examples" in reasons[5]
+
+
+def _forgotten_rows(pid: int, k: int, n: int = 5) -> tuple[tuple[int, ...], list[bytes]]:
+    d = data_fn(pid, n)
+    return tuple(d.ids[:k].tolist()), [row.contiguous().numpy().tobytes() for row in d.x[:k].to(torch.float32)]
+
+
+def _state_hits(ctx, rows: list[bytes]) -> int:
+    import pickle
+
+    blob = pickle.dumps(ctx.state)  # everything the client keeps between rounds
+    return sum(r in blob for r in rows)
+
+
+@pytest.mark.parametrize("purge", [True, False])
+def test_a_client_keeps_no_bytes_of_forgotten_samples(purge, monkeypatch):
+    """With its data cached in Context.state, a client that honours a sample request keeps none of those rows;
+    the control (purge switched off) shows the search finds them when they are there."""
+    from avalanche_rm.unlearning import ForgetCore
+
+    if not purge:
+        honour = ForgetCore.honour
+        monkeypatch.setattr(ForgetCore, "honour", lambda self, request, **kw: honour(self, request,
+                                                                                     **{**kw, "purge": ()}))
+    ids, rows = _forgotten_rows(3, 6)
+    app = make_client_app(base_fn, data_fn, HW, local_epochs=1, cache_data=True, calibration_fn=calibration_fn)
+    grid = InProcessGrid(app, 5)
+    strat = AdapterFedAvg(min_train_nodes=5, min_evaluate_nodes=5, min_available_nodes=5)
+    sched = {1: [FederatedForgetRequest(3, owner_token("federation-secret", 3), kind="samples", sample_ids=ids)]}
+    res = run_federation(grid, strat, initial()[1], 2, sched)
+    assert [a["partition_id"] for a in res.audit] == [3]
+    ctx = grid.contexts[grid.node_ids[3]]
+    other = grid.contexts[grid.node_ids[1]]
+    assert _state_hits(other, _forgotten_rows(1, 6)[1]) == 6  # cached data are in the state the search reads
+    hits = _state_hits(ctx, rows)
+    if purge:
+        assert hits == 0
+        rec = res.audit[0]["client_record"]
+        assert rec["sample_ids"] == sorted(ids) and rec["purged"]["client_state"] == len(ids)
+        assert set(rec["metrics_before"]) >= {"forget_acc", "retain_acc", "test_acc"}
+    else:
+        assert hits == len(rows)
+
+
+def test_exact_sample_unlearning_on_a_sharded_client_is_exact():
+    """The contribution of a sharded client after an exact request equals that of a client that never held
+    the samples (same round start, seeds and read-noise streams), and writes no cell."""
+    from avalanche_rm.flower import ClientData
+
+    ids, _ = _forgotten_rows(2, 6, n=4)
+
+    def without(pid, n):
+        d = data_fn(pid, n)
+        if pid != 2:
+            return d
+        keep = ~torch.isin(d.ids, torch.tensor(ids))
+        return ClientData(d.x[keep], d.y[keep], d.ids[keep], d.x_test, d.y_test)
+
+    def run(fn, sched):
+        app = make_client_app(base_fn, fn, HW, local_epochs=1, shards=3, calibration_fn=calibration_fn)
+        grid = InProcessGrid(app, 4)
+        strat = AdapterFedAvg(min_train_nodes=4, min_evaluate_nodes=4, min_available_nodes=4)
+        return grid, strat, run_federation(grid, strat, initial()[1], 1, sched)
+
+    req = FederatedForgetRequest(2, owner_token("federation-secret", 2), kind="samples", sample_ids=ids,
+                                 method="exact")
+    g1, s1, r1 = run(data_fn, {1: [req]})
+    g2, s2, _ = run(without, None)
+    a = s1.contributions[g1.node_ids[2]][0].to_torch_state_dict()
+    b = s2.contributions[g2.node_ids[2]][0].to_torch_state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert s1.contributions[g1.node_ids[2]][1] == s2.contributions[g2.node_ids[2]][1]
+    entry = r1.audit[0]
+    assert entry["method"] == "exact" and entry["client_pulses"] == 0
+    assert entry["client_record"]["affected"]["retrained_shards"]
+    # a client without shards refuses an exact request, unchanged
+    app = make_client_app(base_fn, data_fn, HW, local_epochs=1, calibration_fn=calibration_fn)
+    strat = AdapterFedAvg(min_train_nodes=4, min_evaluate_nodes=4, min_available_nodes=4)
+    r3 = run_federation(InProcessGrid(app, 4), strat, initial()[1], 1, {1: [req]})
+    assert r3.audit == [] and "sharded" in r3.refused[0]["reason"]
+
+
+def test_sample_requests_name_their_method():
+    reqs = [FederatedForgetRequest(1, owner_token("federation-secret", 1), kind="samples",
+                                   sample_ids=_forgotten_rows(1, 8)[0], method="neg_ce"),
+            FederatedForgetRequest(3, owner_token("federation-secret", 3), kind="samples",
+                                   sample_ids=_forgotten_rows(3, 8)[0], method="random_label")]
+    app = make_client_app(base_fn, data_fn, HW, local_epochs=1, calibration_fn=calibration_fn)
+    grid = InProcessGrid(app, 5)
+    strat = AdapterFedAvg(min_train_nodes=5, min_evaluate_nodes=5, min_available_nodes=5)
+    res = run_federation(grid, strat, initial()[1], 1, {1: reqs})
+    assert [(a["partition_id"], a["method"]) for a in res.audit] == [(1, "neg_ce"), (3, "random_label")]
+    for a in res.audit:
+        assert a["client_record"]["affected"]["method"] == a["method"] and a["client_record"]["affected"]["steps"] >= 1
+        assert a["client_energy_pj"] > 0 and a["client_pulses"] == 0
+    assert FederatedForgetRequest(0, "t").method == "drop"
+    with pytest.raises(ValueError, match="not_a_method"):
+        FederatedForgetRequest(0, "t", kind="samples", sample_ids=(1,), method="not_a_method")
+    with pytest.raises(ValueError, match="drops the client"):
+        FederatedForgetRequest(0, "t", method="neg_ce")

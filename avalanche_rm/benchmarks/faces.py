@@ -7,6 +7,7 @@ one person, so a forget request for an identity is a class-level request.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from avalanche.benchmarks import nc_benchmark
 
 from ._download import socket_timeout
-from .digits import assign_owners, tensor_dataset
+from .digits import PublicPrivateSplit, assign_owners, tensor_dataset
 
 
 def load_olivetti(mat_path: str | Path | None = None, data_home: str | Path | None = None, download: bool = True,
@@ -100,3 +101,42 @@ def split_faces(n_experiences: int = 5, *, identities: int = 10, image_size: int
     train = tensor_dataset(x[~test_mask], y[~test_mask], sample_ids=ids[~test_mask], owners=owners[~test_mask])
     test = tensor_dataset(x[test_mask], y[test_mask])
     return nc_benchmark(train, test, n_experiences, task_labels=task_labels, seed=seed)
+
+
+def public_private_faces(n_experiences: int = 1, *, public_people: Sequence[int] = range(20, 40),
+                         private_people: Sequence[int] = range(20), image_size: int = 16, test_per_person: int = 5,
+                         seed: int = 0, flatten: bool = False, mat_path: str | Path | None = None,
+                         data_home: str | Path | None = None, download: bool = True) -> PublicPrivateSplit:
+    """Olivetti faces split by person: the public people's images (all of them) pre-train the analogue base;
+    the private people form a class-incremental stream (each person owns their images), with
+    ``test_per_person`` of each private person's images held out for testing.
+    """
+    pub_set, priv_set = set(int(p) for p in public_people), set(int(p) for p in private_people)
+    if not pub_set or not priv_set or pub_set & priv_set:
+        raise ValueError(f"public_people and private_people must be non-empty and disjoint, got "
+                         f"{sorted(pub_set)} and {sorted(priv_set)}")
+    x, y = load_olivetti(mat_path=mat_path, data_home=data_home, download=download)
+    n_people = int(y.max()) + 1
+    bad = [p for p in pub_set | priv_set if not 0 <= p < n_people]
+    if bad:
+        raise ValueError(f"people must lie in 0..{n_people - 1}, got {sorted(bad)}")
+    if isinstance(test_per_person, bool) or not isinstance(test_per_person, int) or not 1 <= test_per_person < 10:
+        raise ValueError(f"test_per_person must be an int in 1..9, got {test_per_person!r}")
+    x = F.interpolate(x.unsqueeze(1), size=(image_size, image_size), mode="bilinear", align_corners=False)
+    if flatten:
+        x = x.flatten(1)
+    pub = torch.isin(y, torch.tensor(sorted(pub_set)))
+    priv = torch.isin(y, torch.tensor(sorted(priv_set)))
+    gen = torch.Generator().manual_seed(seed)
+    test = torch.zeros(len(y), dtype=torch.bool)
+    for c in sorted(priv_set):
+        idx = torch.nonzero(y == c).squeeze(1)
+        test[idx[torch.randperm(len(idx), generator=gen)[:test_per_person]]] = True
+    tr = priv & ~test
+    ids = torch.arange(len(y))
+    bm = nc_benchmark(tensor_dataset(x[tr], y[tr], sample_ids=ids[tr], owners=y[tr]),
+                      tensor_dataset(x[test], y[test]), n_experiences, task_labels=False, seed=seed)
+    src = (f"Olivetti faces (real{', ' + str(mat_path) if mat_path else ''}), {image_size}x{image_size}; "
+           f"{len(pub_set)} public people ({int(pub.sum())} images), {len(priv_set)} private people "
+           f"({int(tr.sum())} train / {int(test.sum())} test images), each person owns their images")
+    return PublicPrivateSplit(x[pub], y[pub], bm, x[test], y[test], src)

@@ -253,7 +253,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
             request = fforget.local_request(cfg, pid)
         except ValueError as e:
             return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
-        method = request.method or "neg_ce"
+        method = request.method or fforget.DEFAULT_SAMPLE_METHOD
         if request.kind == "samples" and method == EXACT and not shards:
             return Message(RecordDict(fforget.refused("exact unlearning needs a client with sharded adapters")),
                            reply_to=msg)

@@ -24,6 +24,10 @@ from ..unlearning import ForgetCore, ForgetRequest, objective_names
 
 #: the method name of exact sample-level unlearning on sharded client adapters
 EXACT = "exact"
+#: the method of a whole-client request: the server drops the client's contribution
+DROP = "drop"
+#: the method of a samples request that names none
+DEFAULT_SAMPLE_METHOD = "neg_ce"
 KINDS = ("client", "samples")
 
 
@@ -38,14 +42,15 @@ def token_ok(secret: str, partition_id: int, token: object) -> bool:
 
 @dataclass
 class FederatedForgetRequest:
-    """``kind="client"`` forgets a whole client; ``kind="samples"`` names sample ids on that client,
-    honoured by ``method`` (a registered objective, or ``"exact"`` on a client with sharded adapters)."""
+    """``kind="client"`` forgets a whole client (method ``"drop"``: the server drops its contribution);
+    ``kind="samples"`` names sample ids on that client, honoured by ``method`` (a registered objective,
+    default ``"neg_ce"``, or ``"exact"`` on a client with sharded adapters)."""
 
     partition_id: int
     token: str
     kind: str = "client"
     sample_ids: tuple[int, ...] = ()
-    method: str = "neg_ce"
+    method: str = ""
     request_id: str = ""
 
     def __post_init__(self) -> None:
@@ -55,9 +60,16 @@ class FederatedForgetRequest:
             raise ValueError(f"partition_id must be a non-negative int, got {self.partition_id!r}")
         if self.kind == "samples" and not self.sample_ids:
             raise ValueError("a samples request needs sample_ids")
-        if self.method != EXACT and self.method not in objective_names():
-            raise ValueError(f"method must be {EXACT!r} or a registered objective {objective_names()}, "
-                             f"got {self.method!r}")
+        if self.kind == "client":
+            if self.method not in ("", DROP):
+                raise ValueError(f"a client request drops the client's contribution (method {DROP!r}); "
+                                 f"got method {self.method!r}")
+            self.method = DROP
+        else:
+            self.method = self.method or DEFAULT_SAMPLE_METHOD
+            if self.method != EXACT and self.method not in objective_names():
+                raise ValueError(f"method must be {EXACT!r} or a registered objective {objective_names()}, "
+                                 f"got {self.method!r}")
         if not self.request_id:
             self.request_id = f"fl-{self.partition_id}-{self.kind}-{abs(hash(self.sample_ids)) % 10 ** 8}"
 

@@ -13,6 +13,7 @@ anyone else is refused there and nothing changes. As Flower strategies split
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,23 @@ def append_audit(path: str | Path | None, entry: dict) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "a") as f:
         f.write(json.dumps(entry, default=float) + "\n")
+
+
+def audit_line(entry: dict) -> str:
+    """One federation audit-log entry as a short JSON line (the client's before/after metrics included)."""
+    rec = entry.get("client_record", {})
+    short = {k: entry[k] for k in ("round", "partition_id", "kind", "method", "status", "n_samples") if k in entry}
+    if "reason" in entry:
+        short["reason"] = entry["reason"]
+    if rec:
+        short["digest"] = rec.get("data_digest", "")[:16]
+        for when in ("before", "after"):
+            m = rec.get(f"metrics_{when}", {})
+            short[when] = {k: (None if math.isnan(float(m[k])) else round(float(m[k]), 3))
+                           for k in ("forget_acc", "retain_acc", "test_acc") if k in m}
+        short["client_energy_uj"] = round(entry.get("client_energy_pj", 0.0) / 1e6, 2)
+        short["client_pulses"] = int(entry.get("client_pulses", 0))
+    return json.dumps(short)
 
 
 def partition_map(grid: Grid) -> dict[int, int]:

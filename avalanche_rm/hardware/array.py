@@ -24,7 +24,7 @@ from torch import nn
 
 from . import crossbar as xb
 from .config import HardwareConfig
-from .device import fault_mask, level_dtype, level_to_conductance, quantize_to_levels, stuck_value_us
+from .device import fault_mask, level_dtype, level_to_conductance, quantize_to_levels
 from .noise_source import NormalSource
 from .programming import ProgrammingReport, residual_write_noise, write_verify
 from .workspace import Workspace

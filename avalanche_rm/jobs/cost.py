@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..hardware import get_preset
-from .. import __version__
+from ..report import hardware_report
 from ..nn import convert_to_hybrid, dense_reference
 from ..training import make_mlp
 
@@ -105,7 +105,8 @@ def run_cost(model: str = "mlp", preset: str = "paper-180nm", seed: int = 0, bat
 
     measure("training step, all weights + write-back", full_step)
     foot = hyb.sram_footprint()
-    return {"command": "cost", "version": __version__, "preset": hw.name, "preset_source": hw.source, "seed": seed,
-            "data": f"random inputs in [0, 1], shape {tuple(shape)}, batch {batch} (a stand-in: costs depend on activity)",
-            "model": model, "cells": hyb.cells, "tables": {"cost per operation": rows},
-            "sram_footprint_B (full-weight training)": foot}
+    return hardware_report("cost", hw, seed=seed,
+                           data=f"random inputs in [0, 1], shape {tuple(shape)}, batch {batch} (a stand-in: costs "
+                                "depend on activity)",
+                           model=model, cells=hyb.cells, tables={"cost per operation": rows},
+                           **{"sram_footprint_B (full-weight training)": foot})

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..benchmarks import public_private_digits
 from ..unlearning import ForgetRequest, accuracy_of
 from ..hardware import get_preset
-from ..report import plots
+from ..report import hardware_report, plots
 from ..strategies import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, pretrain_and_program
 from .basic import make_mlp
 
@@ -90,15 +90,12 @@ def run_demo(preset: str = "paper-180nm", seed: int = 0, epochs: int = 30, adapt
                            "energy_ratio": base_row["energy_pj"] / h["energy_pj"] if h["energy_pj"] else float("nan"),
                            "latency_ratio": base_row["latency_ns"] / h["latency_ns"] if h["latency_ns"] else float("nan"),
                            "baseline_pulses": base_row["pulses"], "hybrid_pulses": h["pulses"]})
-    report = {
-        "command": "demo", "version": "0.1.0", "preset": hw.name, "preset_source": hw.source, "seed": seed,
-        "data": sp.source + " (real data)",
-        "programming": {k: v for k, v in prog.as_dict().items() if k != "pulse_histogram"},
-        "forget_request": {"requester": "controller", "classes": [forget_class]},
-        "tables": {"accuracy and forgetting": rows_acc, "cost per phase": rows_cost,
-                   "baseline / hybrid ratios": ratios},
-        "wall_s": time.perf_counter() - t0,
-    }
+    report = hardware_report(
+        "demo", hw, seed=seed, data=sp.source + " (real data)",
+        programming={k: v for k, v in prog.as_dict().items() if k != "pulse_histogram"},
+        forget_request={"requester": "controller", "classes": [forget_class]},
+        tables={"accuracy and forgetting": rows_acc, "cost per phase": rows_cost, "baseline / hybrid ratios": ratios},
+        wall_s=time.perf_counter() - t0)
     figs = {
         "accuracy_per_experience": plots.accuracy_per_experience(curves),
         "energy_by_phase": plots.energy_by_phase(energy),

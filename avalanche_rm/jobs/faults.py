@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from ..data import load_digits_split
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
-from ..report import plots
+from ..report import hardware_report, plots
 from ..training import accuracy, train_classifier
 from .basic import make_mlp
 
@@ -87,10 +87,9 @@ def run_faults(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, cal
             {"method": "reprogram every cell", "accuracy": accuracy(rep, data.x_test, data.y_test),
              "energy_pj": d_rep.get("energy_pj", 0.0), "pulses": d_rep.get("pulses", 0.0),
              "latency_ns": d_rep.get("latency_ns", 0.0)}]
-    report = {"command": "faults", "version": "0.1.0", "preset": hw0.name, "preset_source": hw0.source, "seed": seed,
-              "data": data.source, "software_accuracy": acc_sw,
-              "tables": {"stuck-at faults": saf, "drift": drift, "programming noise": noise,
-                         "drift compensation after 1 year": comp}}
+    report = hardware_report("faults", hw0, seed=seed, data=data.source, software_accuracy=acc_sw,
+                             tables={"stuck-at faults": saf, "drift": drift, "programming noise": noise,
+                                     "drift compensation after 1 year": comp})
 
     def series(rows, key):
         return {"no adapter": [r["acc_no_adapter"] for r in rows], "with adapter": [r["acc_with_adapter"] for r in rows]}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import __version__
+from ..report import make_report
 from ..data import load_digits_split
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
@@ -107,6 +107,6 @@ def run_fidelity(seeds: int = 5, faces_path=None, seed: int = 0, quick: bool = F
                          "seeds": seeds})
     layers = [layer_error(p, seed, adc_range=adc_range) for p in PRESETS]
     hw = get_preset("paper-180nm")
-    return {"command": "fidelity", "version": __version__, "preset": ", ".join(PRESETS), "preset_source": hw.source,
-            "seed": seed, "data": "; ".join(sorted({r["data"] for r in rows})), "adc_range": adc_range,
-            "tables": {"programmed-chip accuracy": rows, "256x256 layer, ReLU inputs": layers}}
+    return make_report("fidelity", preset=", ".join(PRESETS), preset_source=hw.source, seed=seed,
+                       data="; ".join(sorted({r["data"] for r in rows})), adc_range=adc_range,
+                       tables={"programmed-chip accuracy": rows, "256x256 layer, ReLU inputs": layers})

@@ -1,41 +1,74 @@
-"""The federated job: hybrid-chip clients learn digits together, one client asks to be forgotten."""
+"""The federated job: hybrid-chip clients learn digits together; owners ask to be forgotten.
+
+After ``forget_round`` three requests arrive: one owner asks for its whole
+client to be forgotten (the server drops its contribution), and two owners ask
+for some of their samples to be forgotten, one honoured by exact retraining of
+the client's affected adapter shards, one by an approximate method. Every
+request's outcome is a line of the federation audit log (JSON lines).
+"""
 from __future__ import annotations
 
+import json
 import logging
 from functools import partial
+from pathlib import Path
 
 import torch
 
-from ..unlearning import accuracy_of, mia
-from ..flower import (ADAPTER, AdapterFedAvg, adapter_model, FederatedForgetRequest, InProcessGrid, adapter_record,
-                      make_client_app, make_server_app, owner_token, run_federation)
-from ..flower.digits_fl import base_fn, data_fn
+from ..flower import (ADAPTER, EXACT, AdapterFedAvg, FederatedForgetRequest, InProcessGrid, adapter_model,
+                      adapter_record, audit_line, make_client_app, make_server_app, owner_token, run_federation)
+from ..flower.digits_fl import base_fn, calibration_fn, data_fn
 from ..hardware import get_preset
-from ..report import plots
+from ..report import hardware_report, plots
+from ..unlearning import accuracy_of, mia, objective_names
+
+SECRET = "federation-secret"
 
 
 def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds: int = 5, forget_client: int = 2,
-           forget_round: int = 3, local_epochs: int = 2, ray: bool = False) -> tuple[dict, dict]:
-    """Returns ``(report, plots)``. ``ray=True`` runs Flower's Ray simulation engine instead of the in-process grid."""
-    if clients < 2:
-        raise ValueError(f"clients must be >= 2, got {clients!r}")
+           forget_round: int = 3, local_epochs: int = 2, ray: bool = False, shards: int = 3,
+           sample_methods: tuple[str, str] = (EXACT, "neg_ce"), samples_per_request: int = 10,
+           audit_path: str | Path | None = None, device: str = "cpu") -> tuple[dict, dict]:
+    """Returns ``(report, plots)``. ``ray=True`` runs Flower's Ray simulation engine instead of the in-process grid.
+
+    ``sample_methods``: the methods of the two sample-level requests (``"exact"``
+    needs ``shards > 0``), sent to the two clients after ``forget_client``.
+    """
+    if clients < 3:
+        raise ValueError(f"clients must be >= 3 (one leaves, two forget samples), got {clients!r}")
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds!r}")
     if not 0 <= forget_client < clients:
         raise ValueError(f"forget_client must lie in 0..{clients - 1}, got {forget_client!r}")
     if not 1 <= forget_round <= rounds:
         raise ValueError(f"forget_round must lie in 1..{rounds}, got {forget_round!r}")
+    for m in sample_methods:
+        if m != EXACT and m not in objective_names():
+            raise ValueError(f"sample method must be {EXACT!r} or one of {objective_names()}, got {m!r}")
+    if EXACT in sample_methods and shards < 1:
+        raise ValueError(f"method {EXACT!r} needs sharded client adapters (shards >= 1), got shards={shards!r}")
+    if str(device) != "cpu":
+        raise ValueError(f"the federated job runs its simulated chips on the CPU (clients are processes or "
+                         f"in-process nodes without a device option); got device {device!r}")
     logging.getLogger("flwr").setLevel(logging.WARNING)
     hw = get_preset(preset)
     bfn, dfn = partial(base_fn, seed), partial(data_fn, seed=seed)
-    client_app = make_client_app(bfn, dfn, hw, rank=4, alpha=8.0, local_epochs=local_epochs, base_seed=seed)
-    sched = {forget_round: [FederatedForgetRequest(forget_client, owner_token("federation-secret", forget_client))]}
+    client_app = make_client_app(bfn, dfn, hw, rank=4, alpha=8.0, local_epochs=local_epochs, base_seed=seed,
+                                 shards=shards, calibration_fn=partial(calibration_fn, seed), secret=SECRET)
+    requests = [FederatedForgetRequest(forget_client, owner_token(SECRET, forget_client))]
+    for k, method in enumerate(sample_methods):
+        pid = (forget_client + 1 + k) % clients
+        ids = dfn(pid, clients).ids
+        pick = ids[torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed + pid))[:samples_per_request]]
+        requests.append(FederatedForgetRequest(pid, owner_token(SECRET, pid), kind="samples",
+                                               sample_ids=tuple(sorted(pick.tolist())), method=method))
+    sched = {forget_round: requests}
     ref = adapter_model(bfn, hw, rank=4, alpha=8.0)
     if ray:
         from flwr.simulation import run_simulation
 
         box = {}
-        server = make_server_app(bfn, hw, num_rounds=rounds, forget_schedule=sched,
+        server = make_server_app(bfn, hw, num_rounds=rounds, forget_schedule=sched, audit_path=audit_path,
                                  on_result=lambda r: box.setdefault("res", r))
         run_simulation(server_app=server, client_app=client_app, num_supernodes=clients,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
@@ -45,8 +78,9 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
     else:
         grid = InProcessGrid(client_app, clients)
         strat = AdapterFedAvg(min_train_nodes=clients, min_evaluate_nodes=clients, min_available_nodes=clients)
-        res = run_federation(grid, strat, adapter_record(ref), rounds, sched)
-    ref.program(seed=999)
+        res = run_federation(grid, strat, adapter_record(ref), rounds, sched, audit_path=audit_path)
+    # the global adapter is evaluated on a chip the server programs itself (its own variability)
+    ref.program(seed=999, calibration_data=calibration_fn(seed))
     ref.load_adapter_state_dict(ADAPTER, res.arrays.to_torch_state_dict())
     gone = dfn(forget_client, clients)
     kept = [dfn(p, clients) for p in range(clients) if p != forget_client]
@@ -63,10 +97,25 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
                     "acc_on_retained_clients_data": accuracy_of(ref, xr, yr), "test_acc": accuracy_of(ref, xt, yt),
                     "mia_loss_auc": attack["mia_loss_auc"], "mia_svc_auc": attack["mia_svc_auc"],
                     "honoured": len(res.audit), "refused": len(res.refused)}]
-    report = {"command": "fl", "version": "0.1.0", "preset": hw.name, "preset_source": hw.source, "seed": seed,
-              "data": "scikit-learn load_digits (real, bundled); public 30 % pre-trains the base, one owner per client",
-              "engine": "flower ray simulation" if ray else "in-process grid (same ClientApp/ServerApp code)",
-              "tables": {"rounds": rows, "forget request": forget_rows}, "audit": res.audit}
+    sample_rows = []
+    for e in res.audit:
+        if e["kind"] != "samples":
+            continue
+        rec = e.get("client_record", {})
+        b, a = rec.get("metrics_before", {}), rec.get("metrics_after", {})
+        sample_rows.append({"client": e["partition_id"], "method": e["method"], "samples": e["n_samples"],
+                            "forget_acc_before": b.get("forget_acc"), "forget_acc_after": a.get("forget_acc"),
+                            "retain_acc_after": a.get("retain_acc"), "test_acc_after": a.get("test_acc"),
+                            "client_energy_uj": e["client_energy_pj"] / 1e6, "client_pulses": e["client_pulses"],
+                            "affected": json.dumps(rec.get("affected", {}))})
+    log_lines = [audit_line(e) for e in sorted(res.audit + res.refused, key=lambda e: (e["round"], e["partition_id"]))]
+    report = hardware_report(
+        "fl", hw, seed=seed,
+        data="scikit-learn load_digits (real, bundled); public 30 % pre-trains the base, one owner per client",
+        engine="flower ray simulation" if ray else "in-process grid (same ClientApp/ServerApp code)",
+        shards_per_client=shards,
+        tables={"rounds": rows, "forget request": forget_rows, "sample forget requests": sample_rows},
+        audit=res.audit, audit_log=log_lines)
     figs = {"accuracy_per_round": plots.accuracy_per_experience({"global adapter": [r["eval_accuracy"] for r in rows]},
-                                                                "federated accuracy per round")}
+                                                                "federated accuracy per round", axis="round")}
     return report, figs

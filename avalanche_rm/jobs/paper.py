@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import __version__
+from ..report import hardware_report
 from ..costs import pricing
 from ..costs.residency import resident_fraction
 from ..hardware import get_preset
@@ -254,16 +254,17 @@ def run_paper(preset: str = "paper-180nm", seed: int = 0, delta_g_us: float = 0.
     sram = [{"task": m["task"], "adapters KiB": m["sram_adapters_KiB"], "training state KiB": m["sram_training_state_KiB"],
              "training activations KiB": m["sram_training_activations_KiB"], "hybrid needs KiB": m["sram_need_KiB"],
              "all-digital weights KiB": m["dense_weights_KiB"], "SRAM KiB": m["sram_KiB"]} for m in per_task]
-    return {"command": "paper", "version": __version__, "preset": hw.name, "preset_source": hw.source, "seed": seed,
-            "data": "shapes of the reference networks; input activity from stand-ins (digits for faces, Bernoulli "
-                    "spikes for speakers, random tokens for the DiT block); no accuracy is claimed",
-            "tables": {"headline ratios": headline, "all ratios": rows, "measured per task": per_task,
-                       "digital memory per task": sram,
-                       "definitions": [{"ratio": k, "definition": v} for k, v in DEFINITIONS.items()]},
-            "residuals": explain_residuals(headline, per_task, hw),
-            "assumptions": {"delta_g_us": delta_g_us, "spike_density": spike_density,
-                            "execution": "one sample at a time for inference (weights read once per sample per "
-                                         "layer call, for both designs); minibatches for training"}}
+    return hardware_report(
+        "paper", hw, seed=seed,
+        data="shapes of the reference networks; input activity from stand-ins (digits for faces, Bernoulli "
+             "spikes for speakers, random tokens for the DiT block); no accuracy is claimed",
+        tables={"headline ratios": headline, "all ratios": rows, "measured per task": per_task,
+                "digital memory per task": sram,
+                "definitions": [{"ratio": k, "definition": v} for k, v in DEFINITIONS.items()]},
+        residuals=explain_residuals(headline, per_task, hw),
+        assumptions={"delta_g_us": delta_g_us, "spike_density": spike_density,
+                     "execution": "one sample at a time for inference (weights read once per sample per "
+                                  "layer call, for both designs); minibatches for training"})
 
 
 def explain_residuals(headline: list[dict], per_task: list[dict], hw) -> list[str]:

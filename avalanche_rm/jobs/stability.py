@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..benchmarks import load_olivetti, tensor_dataset
+from ..report import make_report
+from ..benchmarks import public_private_faces
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
 from ..training import run_epochs
@@ -46,22 +46,9 @@ def face_cnn(classes: int = 40) -> nn.Module:
 
 
 def _data(mat_path):
-    from avalanche.benchmarks import nc_benchmark
-
-    x, y = load_olivetti(mat_path=mat_path, download=mat_path is None)
-    x = F.interpolate(x.unsqueeze(1), size=(16, 16), mode="bilinear", align_corners=False)
-    pub = torch.isin(y, torch.tensor(list(PUBLIC)))
-    priv = y < PRIVATE
-    gen = torch.Generator().manual_seed(0)
-    test = torch.zeros(len(y), dtype=torch.bool)
-    for c in range(PRIVATE):
-        idx = torch.nonzero(y == c).squeeze(1)
-        test[idx[torch.randperm(len(idx), generator=gen)[:5]]] = True
-    tr = priv & ~test
-    ids = torch.arange(len(y))
-    bm = nc_benchmark(tensor_dataset(x[tr], y[tr], sample_ids=ids[tr], owners=y[tr]),
-                      tensor_dataset(x[test], y[test]), 5, task_labels=False, seed=0)
-    return x[pub], y[pub], bm, x[test], y[test]
+    sp = public_private_faces(5, public_people=PUBLIC, private_people=range(PRIVATE), test_per_person=5,
+                              mat_path=mat_path, download=mat_path is None)
+    return sp.public_x, sp.public_y, sp.benchmark, sp.test_x, sp.test_y
 
 
 def _dead_share(model: nn.Module, x: torch.Tensor) -> float:
@@ -134,8 +121,7 @@ def run_stability(faces_path=None, seeds: int = 5, epochs: int = 40, control: bo
         summary.append({"learner": lr_, "ideal mean %": mean, "paper-180nm mean %": statistics.fmean(chip),
                         "paper-180nm worst seed %": min(chip), "worst gap to ideal mean (points)": mean - min(chip)})
     hw = get_preset("paper-180nm")
-    return {"command": "stability", "version": __version__, "preset": "ideal, paper-180nm",
-            "preset_source": hw.source, "seed": 0,
-            "data": "real: Olivetti faces 16x16; public identities 20-39 (base), private 0-19 (stream, 5/5 "
-                    "train/test images each)",
-            "tables": {"summary": summary, "runs": rows}}
+    return make_report("stability", preset="ideal, paper-180nm", preset_source=hw.source, seed=0,
+                       data="real: Olivetti faces 16x16; public identities 20-39 (base), private 0-19 (stream, 5/5 "
+                            "train/test images each)",
+                       tables={"summary": summary, "runs": rows})

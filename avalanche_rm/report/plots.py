@@ -15,12 +15,16 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def accuracy_per_experience(series: dict[str, list[float]], title: str = "accuracy after each experience"):
+def accuracy_per_experience(series: dict[str, list[float]], title: str = "accuracy after each experience",
+                            axis: str = "experience"):
+    """Accuracy after each experience (or round): one line per series, integer ticks labelled by step."""
     def draw(path: Path) -> None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
+        n = max((len(ys) for ys in series.values()), default=0)
         for name, ys in series.items():
             ax.plot(range(1, len(ys) + 1), [100 * y for y in ys], marker="o", label=name)
-        ax.set_xlabel("experience")
+        ax.set_xticks(range(1, n + 1), [str(i) for i in range(1, n + 1)])
+        ax.set_xlabel(f"{axis} (1 = after the first {axis})")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(title)
         ax.legend(fontsize=7)

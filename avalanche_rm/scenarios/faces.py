@@ -14,7 +14,6 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from ..hardware import get_preset
 from ..training import LossFn, ce_loss, predictions

@@ -6,6 +6,7 @@ from ..costs.residency import resident_fraction
 from ..hardware.config import HardwareConfig
 from ..hardware.programming import ProgrammingReport
 from ..nn.model import HybridModel
+from ..report import hardware_report
 from .common import dense_digital_energy_pj, inference_energy_pj, phase_bill, program_jobs
 
 UPDATE_PHASES = ("unlearn", "continual")
@@ -88,17 +89,14 @@ def scenario_report(name: str, hw: HardwareConfig, seed: int, source: str, accur
     if trainable_base is None:
         trainable_base = sum(layer.out_features * layer.in_flat for layer in base.hybrid_layers())
     jobs = {"hybrid LoRA": program_jobs(hyb), "full-weight baseline": program_jobs(base)}
-    report = {
-        "command": f"scenario {name}", "version": "0.1.0", "preset": hw.name, "preset_source": hw.source,
-        "seed": seed, "data": source,
-        "program_jobs": jobs,
-        "deploy": {"cells": prog.cells, "pulses": prog.pulses, "energy_pj": prog.energy_pj,
-                   "failed_cells": prog.failed_cells, "pulse_histogram": prog.pulse_histogram},
-        "tables": {"accuracy": accuracy, "cost per update phase": cost_rows(hyb, base),
-                   "ratios (full-weight baseline / hybrid)": ratio_rows(hyb, base, x_infer, trainable_h,
-                                                                        trainable_base, deploy, adapters),
-                   "array programming jobs": [{"method": k, "jobs": v} for k, v in jobs.items()]},
-    }
+    report = hardware_report(
+        f"scenario {name}", hw, seed=seed, data=source, program_jobs=jobs,
+        deploy={"cells": prog.cells, "pulses": prog.pulses, "energy_pj": prog.energy_pj,
+                "failed_cells": prog.failed_cells, "pulse_histogram": prog.pulse_histogram},
+        tables={"accuracy": accuracy, "cost per update phase": cost_rows(hyb, base),
+                "ratios (full-weight baseline / hybrid)": ratio_rows(hyb, base, x_infer, trainable_h,
+                                                                     trainable_base, deploy, adapters),
+                "array programming jobs": [{"method": k, "jobs": v} for k, v in jobs.items()]})
     if noise:
         report["tables"]["write-noise sweep"] = noise
     if calibration:

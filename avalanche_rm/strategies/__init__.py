@@ -1,6 +1,7 @@
 """Avalanche strategies and plugins for hybrid RM chips: continual learning and unlearning."""
 from .approx_unlearning import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning
 from .checkpoint import maybe_load_checkpoint, save_checkpoint
+from .comparison import compare_unlearning
 from .full_weight import AnalogFullFinetune, RetrainAndReprogram
 from .hybrid_lora import HybridLoRA
 from .plugins import HardwareCostPlugin, SeenClassesMask, WriteBackPlugin
@@ -9,4 +10,4 @@ from .sharded import ShardedLoRAUnlearning
 
 __all__ = ["AnalogFullFinetune", "FullWeightUnlearning", "HardwareCostPlugin", "HybridLoRA", "LoRAUnlearning",
            "PrivateDataError", "RetrainAndReprogram", "RetrainUnlearning", "SeenClassesMask", "ShardedLoRAUnlearning",
-           "WriteBackPlugin", "maybe_load_checkpoint", "pretrain_and_program", "save_checkpoint"]
+           "WriteBackPlugin", "compare_unlearning", "maybe_load_checkpoint", "pretrain_and_program", "save_checkpoint"]

@@ -12,7 +12,7 @@ from torch.nn import CrossEntropyLoss
 from ..nn.model import HybridModel
 from ..nn.reference import DigitalReferenceModel
 from .hybrid_lora import _default_evaluator
-from .plugins import HardwareCostPlugin, WriteBackPlugin
+from .plugins import HardwareCostPlugin, SeenClassesMask, WriteBackPlugin
 
 
 def _check_model(model) -> None:
@@ -31,18 +31,21 @@ class AnalogFullFinetune(SupervisedTemplate):
     gradients update a digital shadow copy (mixed-precision training), which
     :class:`WriteBackPlugin` programs into the array after every
     ``write_every`` steps. Updates smaller than the programming resolution
-    never reach the cells, as on a real chip.
+    never reach the cells, as on a real chip. ``mask_unseen_classes`` as in
+    :class:`~avalanche_rm.strategies.HybridLoRA`.
     """
 
     def __init__(self, *, model: HybridModel, optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-2,
                  write_every: int = 1, criterion=None, train_mb_size: int = 32, train_epochs: int = 1,
                  eval_mb_size: int = 256, device="cpu", plugins=None, evaluator=None, eval_every: int = -1,
-                 **base_kwargs) -> None:
+                 mask_unseen_classes: bool = True, **base_kwargs) -> None:
         _check_model(model)
         shadows = [layer.enable_weight_training() for layer in model.hybrid_layers()]
         if optimizer is None:
             optimizer = torch.optim.Adam(shadows, lr=lr)
         plugins = list(plugins or []) + [HardwareCostPlugin(), WriteBackPlugin(write_every)]
+        if mask_unseen_classes and not any(isinstance(p, SeenClassesMask) for p in plugins):
+            plugins.append(SeenClassesMask())  # the same output rule as HybridLoRA, so both designs compare fairly
         super().__init__(model=model, optimizer=optimizer, criterion=criterion or CrossEntropyLoss(),
                          train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size,
                          device=device, plugins=plugins,

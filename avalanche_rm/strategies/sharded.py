@@ -19,9 +19,19 @@ from torch.nn import CrossEntropyLoss
 
 from ..nn.model import HybridModel
 from .forgetting import ForgetMixin
-from .hybrid_lora import _default_evaluator
+from .plugins import SeenClassesMask
 
 SHARD_BY = ("hash", "owner")
+
+
+def _eval_only_evaluator():
+    """Avalanche's default metrics without the training-epoch ones: shards train outside Avalanche's
+    iteration loop, so epoch loss/accuracy would read 0 (evaluation metrics are real)."""
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.training.plugins.evaluation import EvaluationPlugin, default_loggers
+
+    return EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loss_metrics(experience=True, stream=True),
+                            loggers=default_loggers)
 
 
 def _seed(*tags) -> int:
@@ -56,7 +66,7 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
                  rank: int = 4, alpha: float = 8.0, adapter_bias: bool = True, lr: float = 1e-2,
                  epochs_per_slice: int = 5, train_mb_size: int = 32, eval_mb_size: int = 256, seed: int = 0,
                  admins=("controller",), audit_path=None, eval_data=None, device="cpu", plugins=None,
-                 evaluator=None, **base_kwargs) -> None:
+                 evaluator=None, mask_unseen_classes: bool = True, **base_kwargs) -> None:
         if not isinstance(model, HybridModel) or not model.programmed:
             raise ValueError("model must be a programmed HybridModel")
         if shard_by not in SHARD_BY:
@@ -71,9 +81,12 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
         self.shards: dict[int, ShardState] = {}
         self._init_forgetting(admins, audit_path, eval_data)
         placeholder = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr)
+        plugins = list(plugins or [])
+        if mask_unseen_classes and not any(isinstance(p, SeenClassesMask) for p in plugins):
+            plugins.append(SeenClassesMask())  # the same output rule as HybridLoRA
         super().__init__(model=model, optimizer=placeholder, criterion=CrossEntropyLoss(),
                          train_mb_size=train_mb_size, train_epochs=1, eval_mb_size=eval_mb_size, device=device,
-                         plugins=plugins, evaluator=evaluator if evaluator is not None else _default_evaluator,
+                         plugins=plugins, evaluator=evaluator if evaluator is not None else _eval_only_evaluator,
                          **base_kwargs)
 
     # ------------------------------------------------------------ sharding

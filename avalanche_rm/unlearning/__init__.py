@@ -13,7 +13,7 @@ from .attacks import LiRA, accuracy_of, mia, predict_proba
 from .audit import AuditLog, data_digest
 from .core import ForgetCore
 from .methods import stop_accuracy, train_objective
-from .metrics import gap_to_retrain, verify
+from .metrics import gap_to_retrain, unlearning_row, verify
 from .objectives import Objective, ObjectiveContext, get_objective, objective_names, register_objective, weighted_ce
 from .registry import DataRegistry, dataset_tensors
 from .requests import ForgetRefused, ForgetRequest
@@ -21,4 +21,4 @@ from .requests import ForgetRefused, ForgetRequest
 __all__ = ["AuditLog", "DataRegistry", "ForgetCore", "ForgetRefused", "ForgetRequest", "LiRA", "Objective",
            "ObjectiveContext", "accuracy_of", "data_digest", "dataset_tensors", "gap_to_retrain", "get_objective",
            "mia", "objective_names", "predict_proba", "register_objective", "stop_accuracy", "train_objective",
-           "verify", "weighted_ce"]
+           "unlearning_row", "verify", "weighted_ce"]

@@ -45,9 +45,14 @@ def verify(model, forget: tuple[torch.Tensor, torch.Tensor], retain: tuple[torch
 
 
 def literature_names(m: dict[str, float]) -> dict[str, float]:
-    """UA / RA / TA / MIA-efficacy from the raw verification metrics."""
+    """UA / RA / TA / MIA-efficacy from the raw verification metrics.
+
+    As in SalUn's class-wise tables, ``TA`` of a class request is the test
+    accuracy on the classes that remain.
+    """
     out = {"UA": 1.0 - m["forget_acc"] if not math.isnan(m.get("forget_acc", float("nan"))) else float("nan"),
-           "RA": m.get("retain_acc", float("nan")), "TA": m.get("test_acc", float("nan"))}
+           "RA": m.get("retain_acc", float("nan")),
+           "TA": m.get("test_retain_class_acc", m.get("test_acc", float("nan")))}
     if "mia_efficacy" in m:
         out["MIA-efficacy"] = m["mia_efficacy"]
     return out
@@ -58,3 +63,23 @@ def gap_to_retrain(method: dict[str, float], retrain: dict[str, float]) -> float
     gaps = [abs(method[k] - retrain[k]) for k in GAP_KEYS
             if k in method and k in retrain and not (math.isnan(method[k]) or math.isnan(retrain[k]))]
     return sum(gaps) / len(gaps) if gaps else float("nan")
+
+
+def unlearning_row(name: str, record: dict, retrain: dict | None = None) -> dict:
+    """One row of a literature-style unlearning table from an audit record (``forget()``'s return value).
+
+    ``TA_before`` (what the strategy had learned), UA, RA, TA and MIA-efficacy
+    in %, RTE in s, the hardware bill (energy,
+    latency, pulses, cells written) and, given the record of retraining without
+    the data (``retrain``), the average gap to it in % points.
+    """
+    a, b = record["metrics_after"], record["metrics_before"]
+    c = record["cost"]
+    row = {"method": name, "TA_before": 100.0 * b.get("TA", float("nan"))}
+    for k in GAP_KEYS:
+        row[k] = 100.0 * a.get(k, float("nan"))
+    row.update({"RTE_s": record["wall_time_s"], "energy_uJ": c["energy_pj"] / 1e6, "latency_ms": c["latency_ns"] / 1e6,
+                "pulses": c["pulses"], "cells_written": c["cells_programmed"]})
+    if retrain is not None:
+        row["gap_to_retrain"] = 100.0 * gap_to_retrain(a, retrain["metrics_after"])
+    return row

@@ -16,7 +16,7 @@ Kurmanji et al. 2023) and ``random_target`` (the reference diffusion task's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
