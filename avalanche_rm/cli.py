@@ -46,8 +46,12 @@ def _load_config(path: Optional[Path]) -> dict:
 
 
 def _need_int(option: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(f"{option} must be an int >= {minimum}, got {value!r}")
+    from .validation import check_int
+
+    try:
+        check_int(value, option, minimum)
+    except ValueError as e:
+        _fail(str(e))
 
 
 def _attempt(call: Callable[[], T], errors: tuple[type[Exception], ...] = (ValueError,)) -> T:

@@ -7,6 +7,7 @@ warning, and every avalanche-rm warning (e.g. uncalibrated ADCs), still shows.
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 #: (category, message regex, why it is noise here)
@@ -22,7 +23,27 @@ KNOWN_NOISE: tuple[tuple[type[Warning], str, str], ...] = (
 )
 
 
+def _is_noise(message, category) -> bool:
+    text = str(message)
+    return any(issubclass(category, cat) and re.search(pattern, text) for cat, pattern, _ in KNOWN_NOISE)
+
+
 def silence_known_noise() -> None:
-    """Ignore exactly the warnings in :data:`KNOWN_NOISE` (idempotent)."""
+    """Ignore exactly the warnings in :data:`KNOWN_NOISE` (idempotent).
+
+    Besides the usual filters, ``warnings.showwarning`` is wrapped: Avalanche's
+    ``@deprecated`` re-inserts a ``"once"`` filter in front of all others on
+    every call, so a filter alone cannot hold that one back.
+    """
     for category, message, _ in KNOWN_NOISE:
         warnings.filterwarnings("ignore", message=f".*{message}", category=category)
+    show = warnings.showwarning
+    if getattr(show, "_avalanche_rm_quiet", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not _is_noise(message, category):
+            show(message, category, filename, lineno, file, line)
+
+    showwarning._avalanche_rm_quiet = True
+    warnings.showwarning = showwarning

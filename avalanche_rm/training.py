@@ -8,6 +8,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .nn.chip import ChipModel
+from .validation import check_int
 
 
 def make_mlp(in_features: int = 64, hidden: int = 128, classes: int = 10) -> nn.Module:
@@ -61,8 +62,7 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params:
                      epochs: int = 30, lr: float = 1e-2, batch_size: int = 64, seed: int = 0,
                      desc: str = "train", progress: bool = True, on_step=None) -> list[float]:
     """Adam on minibatches; returns the mean loss per epoch. ``on_step()`` runs after each step."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    check_int(epochs, "epochs", 0)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     params = [p for p in params]

@@ -24,6 +24,10 @@ def test_demo_runs_and_writes_a_valid_report(tmp_path):
     cost = {(r["strategy"], r["phase"]): r for r in rep["tables"]["cost per phase"]}
     assert cost[("hybrid LoRA", "train")]["pulses"] == 0 and cost[("hybrid LoRA", "unlearn")]["pulses"] == 0
     assert cost[("full-weight write-back", "train")]["pulses"] > 0
+    for name in ("hybrid LoRA", "full-weight write-back", "retrain + reprogram"):  # inference is never free
+        inf = cost[(name, "infer (per sample)")]
+        assert inf["energy_pj"] > 0 and inf["latency_ns"] > 0 and inf["pulses"] == 0
+    assert "infer (per sample)" in res.output and " nJ " in res.output
     assert (tmp_path / "report.md").read_text().startswith("# avalanche-rm demo")
 
 
@@ -96,7 +100,15 @@ def test_fl_command_in_process(tmp_path):
     validate_report(rep)
     rounds = rep["tables"]["rounds"]
     assert [r["clients"] for r in rounds] == [3, 2] and all(r["client_pulses"] == 0 for r in rounds)
-    assert rep["tables"]["forget request"][0]["honoured"] == 1
+    assert rep["tables"]["forget request"][0]["honoured"] == 3
+    samples = rep["tables"]["sample forget requests"]
+    assert [r["method"] for r in samples] == ["exact", "neg_ce"] and all(r["client_pulses"] == 0 for r in samples)
+    log = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e["method"], e["status"]) for e in log] == [("client", "drop", "honoured"),
+                                                                    ("samples", "exact", "honoured"),
+                                                                    ("samples", "neg_ce", "honoured")]
+    assert "federation audit log" in res.output and res.output.count('{"round"') == 3
+    assert all("x" not in e["client_record"] for e in log if "client_record" in e)  # ids and digests, never data
     res = runner.invoke(app, ["fl", "--forget-client", "9"])
     assert res.exit_code != 0 and "forget_client" in res.output
 

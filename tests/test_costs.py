@@ -179,6 +179,11 @@ def test_adc_calibration_is_chip_state_and_beats_the_worst_case():
         exact_w = nn.functional.linear(xt, worst.hybrid_layers()[0].effective_weight(), lin.bias)
         e_worst = float((worst(xt) - exact_w).norm() / exact_w.norm())
     assert e_cal <= 0.03 < e_worst
+    # clipped conversions are counted: a few with the 99.9th-percentile ranges, none with worst-case ranges
+    n_conv = cal.ledger.total().as_dict()["adc_conversions"]
+    sat_cal = cal.ledger.total().as_dict().get("adc_saturations", 0.0)
+    assert 0 < sat_cal < 0.02 * n_conv, (sat_cal, n_conv)
+    assert worst.ledger.total().as_dict().get("adc_saturations", 0.0) == 0
     cal_bill = cal.ledger.summary("calibrate")
     assert cal_bill.adc_conversions > 0 and cal_bill.analog_macs > 0  # calibration reads are chip work: charged
     sd = cal.state_dict()

@@ -10,7 +10,7 @@ from avalanche.training.plugins import EvaluationPlugin, EWCPlugin, LwFPlugin, R
 from avalanche_rm.benchmarks import split_digits
 from avalanche_rm.evaluation import HardwareCSVLogger, hardware_cost_metrics
 from avalanche_rm.hardware import get_preset
-from avalanche_rm.jobs.basic import make_mlp
+from avalanche_rm.training import make_mlp
 from avalanche_rm.nn import convert_to_hybrid
 from avalanche_rm.strategies import (AnalogFullFinetune, HybridLoRA, RetrainAndReprogram, maybe_load_checkpoint,
                                      save_checkpoint)

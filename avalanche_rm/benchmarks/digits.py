@@ -9,6 +9,7 @@ from avalanche.benchmarks import nc_benchmark
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 
 from ..data import load_digits_split
+from ..validation import check_int
 
 
 def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, sample_ids: torch.Tensor | None = None,
@@ -29,8 +30,7 @@ def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, sample
 
 def assign_owners(n: int, n_owners: int, seed: int) -> torch.Tensor:
     """Deterministic, balanced owner ids in ``0..n_owners-1`` for ``n`` samples."""
-    if isinstance(n_owners, bool) or not isinstance(n_owners, int) or n_owners < 1:
-        raise ValueError(f"n_owners must be a positive int, got {n_owners!r}")
+    check_int(n_owners, "n_owners", 1)
     gen = torch.Generator().manual_seed(seed + 7919)
     return (torch.randperm(n, generator=gen) % n_owners).long()
 

@@ -28,6 +28,7 @@ QUANTITIES: dict[str, str] = {
     "digital_macs": "MACs",
     "dac_conversions": "conversions",
     "adc_conversions": "conversions",
+    "adc_saturations": "conversions beyond the ADC's full scale (clipped; estimated from ~16 vectors per batch)",
     "sram_read_bytes": "B",
     "sram_write_bytes": "B",
     "samples": "samples",

@@ -156,6 +156,16 @@ def programming_charges(report: ProgrammingReport) -> Charges:
             "failed_cells": report.failed_cells}
 
 
+#: digital operations per weight when a reprogramming job is planned: quantise the new weight to its target
+#: level, quantise the old one (both are at hand in the optimiser's pass), compare
+TARGET_COMPARE_OPS = 3.0
+
+
+def target_compare_charges(digital: DigitalUnitConfig, n_weights: float) -> Charges:
+    """The controller's plan of a reprogramming job: which cells' target levels changed (every weight)."""
+    return alu_ops(digital, TARGET_COMPARE_OPS * n_weights)
+
+
 # ------------------------------------------------------------------ analogue array: reads
 def cell_read_coefficients(device: RMDeviceConfig, code_full_scale: float) -> Charges:
     """Per unit of ``sum_rows code^2 G_row`` (uS): cell read energy ``V_r^2 |x|^2 G t_r`` (x = code / full scale)."""

@@ -33,6 +33,7 @@ from ..training import train_classifier
 from ..unlearning import get_objective, stop_accuracy, train_objective
 from . import forget as fforget
 from .forget import EXACT, owner_token
+from ..validation import check_int
 
 ADAPTER = "fl"
 
@@ -98,8 +99,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
     data in ``Context.state`` between rounds (forget requests purge it there).
     ``fail_partitions`` makes those clients raise during training (robustness tests).
     """
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 0:
-        raise ValueError(f"shards must be an int >= 0, got {shards!r}")
+    check_int(shards, "shards", 0)
     app = ClientApp()
     app_key = uuid.uuid4().hex  # two ClientApps in one process never share memo entries
 

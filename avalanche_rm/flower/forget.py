@@ -21,6 +21,7 @@ import torch
 from flwr.app import ConfigRecord, MetricRecord
 
 from ..unlearning import ForgetCore, ForgetRequest, objective_names
+from ..validation import check_int
 
 #: the method name of exact sample-level unlearning on sharded client adapters
 EXACT = "exact"
@@ -56,8 +57,7 @@ class FederatedForgetRequest:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if isinstance(self.partition_id, bool) or not isinstance(self.partition_id, int) or self.partition_id < 0:
-            raise ValueError(f"partition_id must be a non-negative int, got {self.partition_id!r}")
+        check_int(self.partition_id, "partition_id", 0)
         if self.kind == "samples" and not self.sample_ids:
             raise ValueError("a samples request needs sample_ids")
         if self.kind == "client":

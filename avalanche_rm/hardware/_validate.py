@@ -1,8 +1,10 @@
-"""Small validation helpers shared by the config dataclasses."""
+"""Validation helpers of the config dataclasses (``owner.field`` names); integers via :mod:`avalanche_rm.validation`."""
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from ..validation import check_int as _check_int
 
 
 def _name(owner: str, field: str) -> str:
@@ -34,11 +36,8 @@ def check_non_negative(owner: str, field: str, value: Any) -> float:
 
 
 def check_int(owner: str, field: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{_name(owner, field)} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{_name(owner, field)} must be >= {minimum}, got {value!r}")
-    return value
+    """:func:`avalanche_rm.validation.check_int` with the config's field name."""
+    return _check_int(value, _name(owner, field), minimum)
 
 
 def check_fraction(owner: str, field: str, value: Any) -> float:

@@ -28,6 +28,7 @@ from .device import fault_mask, level_dtype, level_to_conductance, quantize_to_l
 from .noise_source import NormalSource
 from .programming import ProgrammingReport, residual_write_noise, write_verify
 from .workspace import Workspace
+from ..validation import check_int
 
 #: partial-sum values an array keeps per calibration run (a seeded subsample beyond this)
 CALIBRATION_SAMPLE_ELEMENTS = 1 << 24
@@ -52,8 +53,7 @@ def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_int(seed, "seed", 0)
     return seed
 
 

@@ -25,7 +25,8 @@ import random
 
 import torch
 
-from ._validate import check_choice, check_int
+from ..validation import check_int
+from ._validate import check_choice
 
 SAMPLERS = ("exact", "table")
 
@@ -39,8 +40,8 @@ class NormalSource:
 
     def __init__(self, mode: str = "table", seed: int = 0, reuse: int = 32, table_min: int = 1 << 22) -> None:
         check_choice("NormalSource", "mode", mode, SAMPLERS)
-        check_int("NormalSource", "reuse", reuse, 1)
-        check_int("NormalSource", "table_min", table_min, 1)
+        check_int(reuse, "NormalSource.reuse", 1)
+        check_int(table_min, "NormalSource.table_min", 1)
         self.mode = mode
         self.reuse = reuse
         self.table_min = table_min
@@ -48,8 +49,7 @@ class NormalSource:
 
     def reseed(self, seed: int) -> None:
         """Restart the stream from ``seed``."""
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"NormalSource.seed must be a non-negative int, got {seed!r}")
+        check_int(seed, "NormalSource.seed", 0)
         self.seed = seed
         # offsets live on the host: choosing a window never waits on a GPU
         self._host = random.Random(seed)

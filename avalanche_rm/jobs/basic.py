@@ -9,6 +9,7 @@ from ..data import load_digits_split
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
 from ..training import accuracy, make_mlp, train_classifier
+from ..validation import check_int
 
 DAY_S = 86_400.0
 YEAR_S = 365.0 * DAY_S
@@ -21,10 +22,8 @@ def run_basic_job(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, 
 
     Returns accuracies (software / programmed / + adapter / after drift) and the cost ledger.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if isinstance(adapter_epochs, bool) or not isinstance(adapter_epochs, int) or adapter_epochs < 0:
-        raise ValueError(f"adapter_epochs must be an int >= 0, got {adapter_epochs!r}")
+    check_int(epochs, "epochs", 1)
+    check_int(adapter_epochs, "adapter_epochs", 0)
     hw = get_preset(preset)
     dev = torch.device(device)
     t0 = time.perf_counter()
@@ -37,7 +36,7 @@ def run_basic_job(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, 
     acc = {"software": accuracy(software, xte, yte)}
 
     model = convert_to_hybrid(software, hw).to(dev)
-    report = model.program(seed=seed)
+    report = model.program(seed=seed, calibration_data=xtr)  # ADC ranges from the data the base was trained on
     acc["programmed"] = accuracy(model, xte, yte)
 
     model.add_adapter("calib", rank=rank, alpha=alpha, seed=seed)

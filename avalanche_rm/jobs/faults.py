@@ -12,7 +12,7 @@ from ..hardware import get_preset
 from ..nn import convert_to_hybrid
 from ..report import hardware_report, plots
 from ..training import accuracy, train_classifier
-from .basic import make_mlp
+from ..training import make_mlp
 
 SAF_RATES = (0.0, 0.005, 0.01, 0.02, 0.05)
 DRIFT_S = (1.0, 3600.0, 86_400.0, 30 * 86_400.0, 365 * 86_400.0)
@@ -42,7 +42,7 @@ def run_faults(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, cal
     def condition(hw, drift_s: float = 0.0) -> dict:
         torch.manual_seed(seed)
         m = convert_to_hybrid(sw, hw)
-        rep = m.program(seed=seed)
+        rep = m.program(seed=seed, calibration_data=data.x_train)
         if drift_s:
             m.drift(drift_s)
         plain = accuracy(m, data.x_test, data.y_test)
@@ -67,7 +67,7 @@ def run_faults(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, cal
     year = DRIFT_S[-1]
     torch.manual_seed(seed)
     m = convert_to_hybrid(sw, hw0)
-    m.program(seed=seed)
+    m.program(seed=seed, calibration_data=data.x_train)
     m.drift(year)
     aged = accuracy(m, data.x_test, data.y_test)
     lora = copy.deepcopy(m)

@@ -24,6 +24,7 @@ from ..scenarios.common import Recipe, fit
 from ..scenarios.data import face_data
 from ..scenarios.models import MLPMixer
 from ..training import accuracy, ce_loss, make_mlp, train_classifier
+from ..validation import check_int
 
 PRESETS = ("paper-180nm", "rram-generic", "pcm-like")
 #: accuracy a programmed chip may lose against software (points), per preset
@@ -86,8 +87,7 @@ def run_fidelity(seeds: int = 5, faces_path=None, seed: int = 0, quick: bool = F
 
     ``adc_range="worst_case"`` repeats it with never-clipping ADC ranges (the old rule) for comparison.
     """
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    check_int(seeds, "seeds", 1)
     if adc_range not in ("calibrated", "worst_case"):
         raise ValueError(f"adc_range must be 'calibrated' or 'worst_case', got {adc_range!r}")
     rows = []

@@ -36,7 +36,8 @@ DEFINITIONS = {
     "training (compute only)": "the same without the baseline's write-backs",
     "trainable parameters": "weights the baseline updates / LoRA parameters the hybrid trains (a count, not energy)",
     "deployment": "putting one update on the chip: one write-verify job moving the analogue cells to a fine-tuned "
-                  "weight (deltas of the reference's measured size; cells whose level does not change are skipped) "
+                  "weight (deltas of the reference's measured size; the controller compares every weight's target "
+                  "level and skips cells whose level does not change) "
                   "/ writing the adapter's INT8 factors into the digital unit's memory",
     "deployment (from reset)": "programming the whole array from reset (deploying a retrained model) / adapter write",
     "inference": "per-sample energy of the same network run by the digital unit alone (the all-digital "
@@ -163,7 +164,9 @@ def measure(w: Workload, preset: str, seed: int, delta_g_us: float, device: str 
         "train_full_uJ": k * per_step_full * w.full_steps / 1e6,
         "train_full_compute_uJ": k * (per_step_full - full_prog) * w.full_steps / 1e6,
         "write_back_pulses_per_step": k * write_back_pulses,
-        "deploy_update_uJ": k * update.energy_pj / 1e6, "deploy_update_pulses": k * update.pulses,
+        # the ledger's bill of the job: write-verify plus the controller's target-level comparison
+        "deploy_update_uJ": k * dep.ledger.by_phase()["deploy-update"]["energy_pj"] / 1e6,
+        "deploy_update_pulses": k * update.pulses,
         "deploy_update_us": k * update.latency_ns / 1e3,
         "deploy_reset_uJ": k * reset.energy_pj / 1e6, "deploy_reset_pulses": k * reset.pulses,
         "adapter_write_uJ": sram_pj / 1e6,
@@ -291,7 +294,9 @@ def explain_residuals(headline: list[dict], per_task: list[dict], hw) -> list[st
             out.append(
                 f"deployment: ours {ours:.1f}x on {h['task']} vs {pub}x ({gap:.2f} of it). Ours: "
                 f"{m['deploy_update_pulses']:.3g} write pulses at {m['pulse_energy_pj']:.1f} pJ plus a verify read "
-                f"per cell-iteration ({m['pulses_per_cell']:.1f} pulses per cell from reset) against writing the "
+                f"per cell-iteration ({m['pulses_per_cell']:.1f} pulses per cell from reset) and "
+                f"{pricing.TARGET_COMPARE_OPS:g} digital operations per weight to find the cells whose level "
+                f"changes, against writing the "
                 f"adapter at {e_write} pJ/B in SRAM (Horowitz 45 nm scaled to 180 nm; DRAM at "
                 f"{u['dram_pj_per_B']} pJ/B beyond the {u['sram_KiB']:g} KiB SRAM). An adapter write "
                 f"{gap:.3g}x cheaper, or write-verify {1 / gap:.3g}x dearer per cell, would give the published "

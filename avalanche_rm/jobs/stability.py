@@ -35,6 +35,7 @@ from ..benchmarks import public_private_faces
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
 from ..training import run_epochs
+from ..validation import check_int
 
 PUBLIC = range(20, 40)
 PRIVATE = 20
@@ -99,8 +100,7 @@ def run_stability(faces_path=None, seeds: int = 5, epochs: int = 40, control: bo
                   progress: bool = True) -> dict:
     """Stream accuracy of both learners on ``ideal`` and ``paper-180nm`` for ``seeds`` chips (and a control
     run without class masking); the report's summary gives each chip's worst gap to the ideal mean."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    check_int(seeds, "seeds", 1)
     data = _data(faces_path)
     torch.manual_seed(0)
     base = face_cnn()

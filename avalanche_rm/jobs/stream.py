@@ -20,7 +20,7 @@ from ..benchmarks import learn_forget_stream, public_private_digits
 from ..unlearning import ForgetRequest, accuracy_of
 from ..hardware import get_preset
 from ..strategies import LoRAUnlearning, maybe_load_checkpoint, pretrain_and_program, save_checkpoint
-from .basic import make_mlp
+from ..training import make_mlp
 
 
 def _strategy(preset: str, seed: int, sp) -> LoRAUnlearning:

@@ -48,6 +48,9 @@ def check_tensor(name: str, x: torch.Tensor, features: int, dim: int) -> None:
         raise ValueError(f"{name}: input contains NaN or Inf")
 
 
+#: ledger coefficients of a clipped ADC conversion (a count; its energy is that of any conversion)
+_SATURATION = {"adc_saturations": 1.0}
+
 class _AnalogMatmul(torch.autograd.Function):
     """Analogue forward, straight-through transposed backward (charged to the ledger)."""
 
@@ -121,8 +124,15 @@ class _HybridBase(nn.Module):
         return self._charge_programming(self.array.program(seed), phase)
 
     def reprogram_weight(self, new_weight2d: torch.Tensor, phase: str = "deploy") -> ProgrammingReport:
-        """Change the analogue base to ``new_weight2d`` by write-verify (see :meth:`AnalogArray.reprogram`)."""
-        return self._charge_programming(self.array.reprogram(new_weight2d), phase)
+        """Change the analogue base to ``new_weight2d`` by write-verify (see :meth:`AnalogArray.reprogram`).
+
+        Besides the write-verify job, the controller's comparison of every weight's old and new target
+        level (which decides the cells that enter the job) is charged to the digital unit.
+        """
+        rep = self._charge_programming(self.array.reprogram(new_weight2d), phase)
+        self.ledger.charge(self.ledger.current_phase(phase),
+                           pricing.target_compare_charges(self.hardware.digital, new_weight2d.numel()))
+        return rep
 
     def drift(self, seconds: float) -> None:
         """Age the programmed cells by ``seconds`` more (stuck cells do not move)."""
@@ -254,6 +264,8 @@ class _HybridBase(nn.Module):
             pricing.mvm_fixed_charges(hw, self.grid, nv)))[0]
         led.add_scaled(phase, driven, rows)
         led.add_scaled(phase, x2g, cells)
+        if res.saturated is not None:
+            led.add_scaled(phase, res.saturated, _SATURATION)
         led.add_times(phase, n, per_vec)
         act = hw.digital.activation_bytes
         rd, wr = n * self.in_flat * act, n * self.out_features * act

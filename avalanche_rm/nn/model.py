@@ -20,6 +20,7 @@ from ..hardware.noise_source import NormalSource
 from ..hardware.programming import ProgrammingReport
 from .chip import ChipModel
 from .layers import HybridConv2d, HybridLinear, _HybridBase
+from ..validation import check_int
 
 _ADAPTER_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 #: logit given to output units outside :meth:`HybridModel.set_output_classes` (Avalanche's IncrementalClassifier value)
@@ -201,8 +202,7 @@ class HybridModel(ChipModel):
         n = min(int(args[0].shape[0]), max_samples)
         if n == 0:
             raise ValueError("calibration inputs are empty")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int(batch_size, "batch_size", 1)
         layers = dict(self.named_hybrid_layers())
         dev = next(iter(self.buffers())).device
         was = self.training
@@ -231,8 +231,7 @@ class HybridModel(ChipModel):
 
     def apply_write_noise(self, sigma_us: float, seed: int = 0) -> None:
         """Re-draw every cell as target + N(0, sigma_us) clamped to the window (reference noise model; free)."""
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        check_int(seed, "seed", 0)
         for layer in self.hybrid_layers():
             layer.apply_write_noise(sigma_us, seed)
 
@@ -289,8 +288,7 @@ class HybridModel(ChipModel):
         _check_adapter_name(name)
         if name in self._adapter_cfg:
             raise ValueError(f"adapter {name!r} already exists; adapters are {self.adapter_names}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-            raise ValueError(f"rank must be a positive int, got {rank!r}")
+        check_int(rank, "rank", 1)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not torch.isfinite(torch.tensor(float(alpha))):
             raise ValueError(f"alpha must be a finite number, got {alpha!r}")
         layers = self._layers_for(target_modules)

@@ -7,7 +7,10 @@ on their own.
 """
 from .data import ScenarioData, face_data, generation_data, speaker_data
 from .faces import FaceConfig, run_faces
+from .generation import GenerationConfig, run_generation
 from .models import DiffusionDenoiser, MLPMixer, SpikingLSM
+from .speakers import SpeakerConfig, run_speakers
 
-__all__ = ["ScenarioData", "face_data", "generation_data", "speaker_data", "FaceConfig", "run_faces",
-           "DiffusionDenoiser", "MLPMixer", "SpikingLSM"]
+__all__ = ["DiffusionDenoiser", "FaceConfig", "GenerationConfig", "MLPMixer", "ScenarioData", "SpeakerConfig",
+           "SpikingLSM", "face_data", "generation_data", "run_faces", "run_generation", "run_speakers",
+           "speaker_data"]

@@ -15,6 +15,7 @@ from ..nn.model import HybridModel, convert_to_hybrid
 from ..nn.reference import dense_reference
 from ..training import LossFn, run_epochs
 from ..unlearning import ObjectiveContext, get_objective
+from ..validation import check_int
 
 
 @dataclass
@@ -28,8 +29,7 @@ class Recipe:
     momentum: float = 0.9
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        check_int(self.epochs, "epochs", 0)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
@@ -113,8 +113,7 @@ class NoiseStudy:
     calibration: Recipe | None = None  # None: the scenario's own default
 
     def __post_init__(self) -> None:
-        if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 0:
-            raise ValueError(f"noise runs must be an int >= 0 (0 skips the study), got {self.runs!r}")
+        check_int(self.runs, "noise runs", 0)
         if any(not 0 <= float(s) < float("inf") for s in self.sigmas_us):
             raise ValueError(f"noise sigmas must be finite and >= 0 uS, got {self.sigmas_us!r}")
         if not 0 <= self.calibration_sigma_us < float("inf"):

@@ -11,14 +11,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..unlearning import ObjectiveContext, get_objective
+from ..validation import check_int
 
 
 class DiffusionSchedule:
     """Linear beta schedule over ``steps`` (DiT's 1e-4..0.02 for 1,000 steps, rescaled to ``steps``)."""
 
     def __init__(self, steps: int = 100, beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"diffusion steps must be an int >= 2, got {steps!r}")
+        check_int(steps, "diffusion steps", 2)
         scale = 1000.0 / steps
         self.steps = steps
         self.betas = torch.linspace(scale * beta_start, scale * beta_end, steps, dtype=torch.float64)

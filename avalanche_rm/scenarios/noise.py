@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..nn.model import HybridModel
 from ..training import LossFn, predictions
 from .common import NoiseStudy, Recipe, fit, group_accuracy
+from ..validation import check_int
 
 Evaluate = Callable[[HybridModel], dict[str, float]]
 
@@ -52,8 +53,7 @@ def write_noise_sweep(model: HybridModel, evaluate: Evaluate, sigmas_us: Iterabl
     sigmas = [float(s) for s in sigmas_us]
     if not sigmas or any(not (s >= 0 and s < float("inf")) for s in sigmas):
         raise ValueError(f"sigmas_us must be finite numbers >= 0, got {sigmas}")
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"runs must be an int >= 1, got {runs!r}")
+    check_int(runs, "runs", 1)
     rows = []
     with study_state(model):
         model.set_analog_noise(read_noise)

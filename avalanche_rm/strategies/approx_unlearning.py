@@ -17,6 +17,7 @@ from ..unlearning import get_objective, objective_names, stop_accuracy, train_ob
 from .forgetting import ForgetMixin, materialized_subset
 from .full_weight import AnalogFullFinetune, RetrainAndReprogram, reprogram_from_software
 from .hybrid_lora import HybridLoRA
+from ..validation import check_int
 
 
 def _check_method(method: str) -> str:
@@ -32,8 +33,7 @@ class _ApproxSettings:
                     unlearn_batch_size) -> None:
         self.method = _check_method(method)
         get_objective(method, **(method_options or {}))  # options checked now, not at the first request
-        if isinstance(unlearn_epochs, bool) or not isinstance(unlearn_epochs, int) or unlearn_epochs < 1:
-            raise ValueError(f"unlearn_epochs must be a positive int, got {unlearn_epochs!r}")
+        check_int(unlearn_epochs, "unlearn_epochs", 1)
         if not unlearn_lr > 0:
             raise ValueError(f"unlearn_lr must be > 0, got {unlearn_lr!r}")
         self.unlearn_epochs, self.unlearn_lr, self.unlearn_batch_size = unlearn_epochs, unlearn_lr, unlearn_batch_size

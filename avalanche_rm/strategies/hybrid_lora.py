@@ -9,6 +9,7 @@ from torch.nn import CrossEntropyLoss
 
 from ..nn.model import HybridModel
 from .plugins import HardwareCostPlugin, SeenClassesMask
+from ..validation import check_int
 
 POLICIES = ("shared", "per_task")
 
@@ -51,8 +52,7 @@ class HybridLoRA(SupervisedTemplate):
             raise ValueError("model must be programmed before continual learning; call model.program(seed)")
         if adapter_policy not in POLICIES:
             raise ValueError(f"adapter_policy must be one of {POLICIES}, got {adapter_policy!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-            raise ValueError(f"rank must be a positive int, got {rank!r}")
+        check_int(rank, "rank", 1)
         if orthogonal_lambda < 0:
             raise ValueError(f"orthogonal_lambda must be >= 0, got {orthogonal_lambda!r}")
         if optimizer is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from avalanche.core import SupervisedPlugin
 
 from ..nn.chip import ChipModel
+from ..validation import check_int
 
 
 class HardwareCostPlugin(SupervisedPlugin):
@@ -35,8 +36,7 @@ class WriteBackPlugin(SupervisedPlugin):
 
     def __init__(self, every_n_steps: int = 1) -> None:
         super().__init__()
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be an int >= 1, got {every_n_steps!r}")
+        check_int(every_n_steps, "every_n_steps", 1)
         self.every_n_steps = every_n_steps
         self._steps = 0
 

@@ -20,6 +20,7 @@ from torch.nn import CrossEntropyLoss
 from ..nn.model import HybridModel
 from .forgetting import ForgetMixin
 from .plugins import SeenClassesMask
+from ..validation import check_int
 
 SHARD_BY = ("hash", "owner")
 
@@ -73,8 +74,7 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
             raise ValueError(f"shard_by must be one of {SHARD_BY}, got {shard_by!r}")
         for name, v in (("n_shards", n_shards), ("n_slices", n_slices), ("epochs_per_slice", epochs_per_slice),
                         ("rank", rank)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            check_int(v, name, 1)
         self.n_shards, self.n_slices, self.shard_by = n_shards, n_slices, shard_by
         self.rank, self.alpha, self.adapter_bias, self.lr = rank, float(alpha), adapter_bias, lr
         self.epochs_per_slice, self.seed = epochs_per_slice, seed

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ..validation import check_int
 
 
 @torch.no_grad()
@@ -115,8 +116,7 @@ class LiRA:
 
     def __init__(self, train_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.nn.Module], x: torch.Tensor,
                  y: torch.Tensor, n_shadows: int = 8, seed: int = 0) -> None:
-        if isinstance(n_shadows, bool) or not isinstance(n_shadows, int) or n_shadows < 2:
-            raise ValueError(f"n_shadows must be an int >= 2, got {n_shadows!r}")
+        check_int(n_shadows, "n_shadows", 2)
         self.x, self.y = x, y
         gen = torch.Generator().manual_seed(seed)
         n = len(y)

@@ -16,6 +16,7 @@ import torch
 from ..costs import pricing
 from ..nn.chip import ChipModel
 from .objectives import Objective, ObjectiveContext
+from ..validation import check_int
 
 
 #: forget-set accuracy at which a class request stops: a model retrained without the class never predicts it
@@ -48,8 +49,7 @@ def train_objective(model: ChipModel, params: list, objective: Objective, forget
     epoch). Training stops early once the forget-set accuracy, checked on the
     chip after each epoch, is at most ``stop_forget_acc``.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"unlearning epochs must be a positive int, got {epochs!r}")
+    check_int(epochs, "unlearning epochs", 1)
     if not lr > 0:
         raise ValueError(f"unlearning lr must be > 0, got {lr!r}")
     (xf, yf), (xr, yr) = forget, retain

@@ -5,6 +5,7 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
+from ..validation import check_int
 
 
 class ForgetRefused(ValueError):
@@ -21,8 +22,7 @@ def _int_tuple(name: str, values) -> tuple[int, ...] | None:
         raise ValueError(f"ForgetRequest.{name} must be a sequence of ints, got {values!r}")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"ForgetRequest.{name} must hold non-negative ints, got {v!r}")
+        check_int(v, f"ForgetRequest.{name}", 0)
         out.append(int(v))
     if not out:
         raise ValueError(f"ForgetRequest.{name} is empty")
