@@ -266,7 +266,7 @@ def faults(
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
     rep, figs = _attempt(lambda: run_faults(preset=preset, seed=seed, epochs=epochs, calib_epochs=calib_epochs,
-                                            progress=not quiet))
+                                            progress=not quiet, device=device))
     typer.echo(f"data: {rep['data']}; software accuracy {rep['software_accuracy']:.4f}\n")
     for name, rows in rep["tables"].items():
         typer.echo(f"{name}\n{markdown_table(rows)}")

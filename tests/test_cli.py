@@ -113,6 +113,15 @@ def test_fl_command_in_process(tmp_path):
     assert res.exit_code != 0 and "forget_client" in res.output
 
 
+def test_commands_that_cannot_use_a_gpu_refuse_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    for cmd in (["fl"], ["faults", "--quiet"]):
+        res = runner.invoke(app, [*cmd, "--device", "cuda"])
+        assert res.exit_code == 2 and "CPU" in res.output and "cuda" in res.output, res.output
+
+
 def test_faults_command(tmp_path):
     res = runner.invoke(app, ["faults", "--epochs", "5", "--calib-epochs", "1", "--quiet", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output

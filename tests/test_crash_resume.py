@@ -31,6 +31,7 @@ def _run(workdir: Path, kill_after_checkpoint_s: float | None = None) -> int | N
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
 def test_killed_stream_resumes_with_identical_metrics_ledger_and_audit(tmp_path):
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"

@@ -10,6 +10,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FACES = ROOT.parent / "shared" / "data" / "olivettifaces.mat"
+pytestmark = pytest.mark.slow  # each example is a process that trains (about 10 s each)
 
 
 def run(script: str, *args: str) -> str:

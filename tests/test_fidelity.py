@@ -7,6 +7,7 @@ import pytest
 from avalanche_rm.jobs.fidelity import TOLERANCE_PTS, run_fidelity
 
 
+@pytest.mark.slow
 def test_programmed_chips_keep_software_accuracy_and_the_layer_error_is_small(shared_data):
     faces = os.path.join(shared_data, "olivettifaces.mat")
     rep = run_fidelity(seeds=5, faces_path=faces, progress=False)

@@ -87,6 +87,7 @@ def test_a_failing_client_leaves_the_others_intact():
     assert res.history[-1]["eval"]["accuracy"] > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("AVALANCHE_RM_SKIP_RAY") == "1", reason="Ray simulation disabled")
 def test_real_ray_simulation_with_a_forget_request(tmp_path):
     from flwr.simulation import run_simulation
@@ -126,6 +127,7 @@ def test_forget_request_for_an_offline_client_waits_for_it():
     assert res3.pending == [] and res3.refused[0]["reason"].startswith("client offline")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("AVALANCHE_RM_SKIP_RAY") == "1", reason="Ray simulation disabled")
 def test_flwr_run_of_the_example_app_and_superlink_stopped(tmp_path):
     import subprocess

@@ -1,3 +1,4 @@
+import pytest
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ warnings.warn("avalanche-rm: analogue reads use worst-case ADC ranges")
     assert "worst-case ADC ranges" in out.stderr  # ours (and every other warning) still shows
 
 
+@pytest.mark.slow
 def test_the_demo_prints_no_warning(tmp_path):
     """The newcomer's first command, run as a user runs it (a process, its stderr): no warning at all."""
     out = subprocess.run([sys.executable, "-m", "avalanche_rm.cli", "demo", "--epochs", "2", "--adapter-epochs", "1",

@@ -93,6 +93,7 @@ def test_face_scenario_on_the_digits_stand_in():
     assert 0 < ratios["inference vs full-weight chip"] < 1 and 0 < ratios["inference vs dense digital"] < 1e3
 
 
+@pytest.mark.slow
 def test_speaker_scenario_on_the_spike_stand_in():
     from avalanche_rm.scenarios.speakers import SpeakerConfig, run_speakers
 
@@ -180,6 +181,7 @@ def test_calibration_adapter_recovers_write_noise_loss_on_real_faces(shared_data
     assert row["write_pulses"] == 0
 
 
+@pytest.mark.slow
 def test_speaker_scenario_on_real_fsdd(shared_data):
     from avalanche_rm.scenarios.speakers import SpeakerConfig, run_speakers
 
@@ -196,6 +198,7 @@ def test_predictions_limit_logits():
     assert predictions(m, torch.zeros(3, 4), n_classes=5).max() < 5
 
 
+@pytest.mark.slow
 def test_generation_scenario_forgets_and_learns_classes():
     from avalanche_rm.scenarios.generation import GenerationConfig, run_generation
 

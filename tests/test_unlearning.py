@@ -86,6 +86,7 @@ def test_owner_sharding_drops_the_owner_adapter(setup):
     assert after["forget_acc"] < rec["metrics_before"]["forget_acc"]
 
 
+@pytest.mark.slow
 def test_class_forgetting_exact_and_approximate(setup):
     sp, base = setup
     chance = 0.1

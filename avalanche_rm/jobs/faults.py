@@ -28,8 +28,10 @@ def _calibrate(model, data, seed: int, epochs: int) -> None:
 
 
 def run_faults(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, calib_epochs: int = 5,
-               progress: bool = True) -> tuple[dict, dict]:
-    """Returns ``(report, plots)``; data: scikit-learn digits (real)."""
+               progress: bool = True, device: str = "cpu") -> tuple[dict, dict]:
+    """Returns ``(report, plots)``; data: scikit-learn digits (real). Runs on the CPU (``device`` must be it)."""
+    if str(device) != "cpu":
+        raise ValueError(f"the faults job runs its many small chips on the CPU; got device {device!r}")
     if epochs < 1 or calib_epochs < 1:
         raise ValueError(f"epochs and calib_epochs must be >= 1, got {epochs!r}, {calib_epochs!r}")
     hw0 = get_preset(preset)
