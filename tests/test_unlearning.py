@@ -327,3 +327,15 @@ def test_lira_separates_members_and_exact_unlearning_matches_retraining(setup):
     retrained = lira.auc(strategy_on(members[n // 2:]).model_for_forgetting(), gone, nonmembers)
     assert abs(after - retrained) <= 0.05, (before, after, retrained)
     assert before - after > 0.15  # the membership signal is gone, not merely jittered
+
+
+def test_sharded_default_evaluator_reports_no_fake_training_metrics(setup):
+    """Shards train outside Avalanche's iteration loop: the default evaluator keeps only real (eval) metrics."""
+    sp, base = setup
+    s = ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=2, n_slices=1, rank=4, epochs_per_slice=6)
+    s.train(sp.benchmark.train_stream[0])
+    s.eval(sp.benchmark.test_stream)
+    names = list(s.evaluator.get_all_metrics())
+    assert not [n for n in names if "Epoch" in n or "MB" in n], names
+    acc = [v for n, (_, v) in s.evaluator.get_all_metrics().items() if n.startswith("Top1_Acc_Stream")]
+    assert acc and acc[0][-1] > 0.5  # the real stream accuracy, not a placeholder
