@@ -146,7 +146,7 @@ def basic(
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
     """Software MLP -> programmed chip -> LoRA calibration -> drift (bundled digits)."""
-    from .jobs.basic import format_basic_report, run_basic_job
+    from .jobs.basic import basic_plots, basic_report, format_basic_report, run_basic_job
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
@@ -157,25 +157,7 @@ def basic(
                                          progress=not quiet))
     typer.echo(format_basic_report(rep))
     if out is not None:
-        from .report import make_report
-
-        report = make_report("basic", preset=rep["preset"], preset_source=rep["preset_source"], seed=seed,
-                             data=rep["data"],
-                             tables={"accuracy": [{"stage": k, "accuracy": v} for k, v in rep["accuracy"].items()],
-                                     "ledger": [{"phase": p, **v} for p, v in rep["ledger"].items()]},
-                             programming=rep["programming"])
-        _save(out, report, lambda: basic_plots(rep))
-
-
-def basic_plots(rep: dict) -> dict:
-    from .report.plots import energy_by_phase, grouped_bars, histogram
-
-    return {"accuracy_per_stage": grouped_bars({k: {"accuracy": 100 * v} for k, v in rep["accuracy"].items()},
-                                               "test accuracy (%)", "accuracy per stage"),
-            "energy_by_phase": energy_by_phase({"hybrid chip": {p: v.get("energy_pj", 0.0)
-                                                                for p, v in rep["ledger"].items()}}),
-            "programming_pulses": histogram(rep["programming"]["pulse_histogram"], "write pulses per cell",
-                                            "deployment: pulses per cell", counts=True)}
+        _save(out, basic_report(rep, seed), lambda: basic_plots(rep))
 
 
 @app.command()
@@ -190,7 +172,7 @@ def cost(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Price a model on a preset: programming, training per sample, inference per sample."""
-    from .jobs.cost import run_cost
+    from .jobs.cost import cost_plots, run_cost
     from .report import markdown_table
 
     cfg = _load_config(config)
@@ -201,13 +183,6 @@ def cost(
     typer.echo(f"{model} on {preset} ({rep['cells']} analogue cells); {rep['data']}\n")
     typer.echo(markdown_table(rep["tables"]["cost per operation"]))
     _save(out, rep, lambda: cost_plots(rep))
-
-
-def cost_plots(rep: dict) -> dict:
-    from .report.plots import grouped_bars
-
-    ops = {r["operation"]: {"energy": r["energy_pj"] / 1e3} for r in rep["tables"]["cost per operation"]}
-    return {"energy_per_operation": grouped_bars(ops, "energy (nJ)", "energy per operation", log=True)}
 
 
 @app.command()
@@ -242,6 +217,7 @@ def fl(
     typer.echo(markdown_table(rep["tables"]["rounds"]))
     typer.echo(markdown_table(rep["tables"]["forget request"]))
     typer.echo(markdown_table(rep["tables"]["sample forget requests"]))
+    typer.echo(markdown_table(rep["tables"]["inference per sample"]))
     typer.echo("\nfederation audit log" + (f" ({audit})" if audit else "") + ":")
     for line in rep["audit_log"]:
         typer.echo(line)
@@ -350,7 +326,7 @@ def paper(
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
     """The reference's three headline ratios (147.76x / 387.95x / 48.44x) from first principles, published vs ours."""
-    from .jobs.paper import format_paper, run_paper
+    from .jobs.paper import format_paper, paper_plots, run_paper
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
@@ -360,14 +336,6 @@ def paper(
                                      device=device, progress=not quiet), (ValueError, TypeError))
     typer.echo(format_paper(rep))
     _save(out, rep, lambda: paper_plots(rep))
-
-
-def paper_plots(rep: dict) -> dict:
-    from .report.plots import grouped_bars
-
-    groups = {r["ratio"]: {"published": r["published (up to)"], "ours": r["ours (up to)"]}
-              for r in rep["tables"]["headline ratios"]}
-    return {"headline_ratios": grouped_bars(groups, "full-weight / hybrid", "headline ratios", log=True)}
 
 
 @app.command()

@@ -8,6 +8,7 @@ import torch
 from ..data import load_digits_split
 from ..hardware import get_preset
 from ..nn import convert_to_hybrid
+from ..report import make_report, plots
 from ..training import accuracy, make_mlp, train_classifier
 from ..validation import check_int
 
@@ -52,8 +53,16 @@ def run_basic_job(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, 
         model.set_active_adapters(["calib"])
         acc[f"drift {label}+adapter"] = accuracy(model, xte, yte)
 
+    with_adapter = model.inference_cost(xte)
+    model.set_active_adapters([])
+    chip_only = model.inference_cost(xte)
+    model.set_active_adapters(["calib"])
     return {
         "job": "basic",
+        "inference_per_sample": [{"model": "chip + calibration adapter", "energy_pj": with_adapter["energy_pj"],
+                                  "latency_ns": with_adapter["latency_ns"]},
+                                 {"model": "chip alone", "energy_pj": chip_only["energy_pj"],
+                                  "latency_ns": chip_only["latency_ns"]}],
         "data": data.source,
         "preset": hw.name,
         "preset_source": hw.source,
@@ -76,5 +85,27 @@ def format_basic_report(rep: dict) -> str:
     lines += ["", f"programming: {p['cells']} cells, {p['pulses']} pulses ({p['pulses_per_cell']:.2f}/cell), "
                   f"{p['failed_cells']} failed, {p['energy_pj'] / 1e6:.3f} uJ, {p['latency_ns'] / 1e3:.1f} us",
               f"adapter: {rep['adapter_params']} parameters in SRAM vs {rep['analog_cells']} analogue cells",
-              "", "cost ledger", rep["ledger_table"]]
+              "", "inference per sample (one eval pass over the test set, per sample)"]
+    for r in rep["inference_per_sample"]:
+        lines.append(f"  {r['model']:<28s} {r['energy_pj'] / 1e3:8.2f} nJ  {r['latency_ns'] / 1e3:8.3f} us")
+    lines += ["", "cost ledger", rep["ledger_table"]]
     return "\n".join(lines)
+
+
+def basic_report(rep: dict, seed: int) -> dict:
+    """The standard report of :func:`run_basic_job`'s result."""
+    return make_report("basic", preset=rep["preset"], preset_source=rep["preset_source"], seed=seed, data=rep["data"],
+                       tables={"accuracy": [{"stage": k, "accuracy": v} for k, v in rep["accuracy"].items()],
+                               "ledger": [{"phase": p, **v} for p, v in rep["ledger"].items()],
+                               "inference per sample": rep["inference_per_sample"]},
+                       programming=rep["programming"])
+
+
+def basic_plots(rep: dict) -> dict:
+    """Accuracy per stage, energy per phase and the deployment's pulses per cell."""
+    return {"accuracy_per_stage": plots.grouped_bars({k: {"accuracy": 100 * v} for k, v in rep["accuracy"].items()},
+                                                     "test accuracy (%)", "accuracy per stage"),
+            "energy_by_phase": plots.energy_by_phase({"hybrid chip": {p: v.get("energy_pj", 0.0)
+                                                                      for p, v in rep["ledger"].items()}}),
+            "programming_pulses": plots.histogram(rep["programming"]["pulse_histogram"], "write pulses per cell",
+                                                  "deployment: pulses per cell", counts=True)}

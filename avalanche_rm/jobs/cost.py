@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..hardware import get_preset
-from ..report import hardware_report
+from ..report import hardware_report, plots
 from ..nn import convert_to_hybrid, dense_reference
 from ..training import make_mlp
 
@@ -111,3 +111,9 @@ def run_cost(model: str = "mlp", preset: str = "paper-180nm", seed: int = 0, bat
                                 "depend on activity)",
                            model=model, cells=hyb.cells, tables={"cost per operation": rows},
                            **{"sram_footprint_B (full-weight training)": foot})
+
+
+def cost_plots(rep: dict) -> dict:
+    """Energy per operation (log scale)."""
+    ops = {r["operation"]: {"energy": r["energy_pj"] / 1e3} for r in rep["tables"]["cost per operation"]}
+    return {"energy_per_operation": plots.grouped_bars(ops, "energy (nJ)", "energy per operation", log=True)}

@@ -89,6 +89,10 @@ def run_faults(preset: str = "paper-180nm", seed: int = 0, epochs: int = 40, cal
             {"method": "reprogram every cell", "accuracy": accuracy(rep, data.x_test, data.y_test),
              "energy_pj": d_rep.get("energy_pj", 0.0), "pulses": d_rep.get("pulses", 0.0),
              "latency_ns": d_rep.get("latency_ns", 0.0)}]
+    # what each compensation costs afterwards, at every inference: per sample
+    for row, chip in zip(comp, (m, lora, rep)):
+        inf = chip.inference_cost(data.x_test)
+        row["infer_energy_pj_per_sample"], row["infer_latency_ns_per_sample"] = inf["energy_pj"], inf["latency_ns"]
     report = hardware_report("faults", hw0, seed=seed, data=data.source, software_accuracy=acc_sw,
                              tables={"stuck-at faults": saf, "drift": drift, "programming noise": noise,
                                      "drift compensation after 1 year": comp})

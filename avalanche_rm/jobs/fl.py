@@ -108,13 +108,17 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
                             "retain_acc_after": a.get("retain_acc"), "test_acc_after": a.get("test_acc"),
                             "client_energy_uj": e["client_energy_pj"] / 1e6, "client_pulses": e["client_pulses"],
                             "affected": json.dumps(rec.get("affected", {}))})
+    inf = ref.inference_cost(xt)  # one chip with the final global adapter, per sample
+    infer_rows = [{"model": "a chip with the global adapter", "energy_pj": inf["energy_pj"],
+                   "latency_ns": inf["latency_ns"]}]
     log_lines = [audit_line(e) for e in sorted(res.audit + res.refused, key=lambda e: (e["round"], e["partition_id"]))]
     report = hardware_report(
         "fl", hw, seed=seed,
         data="scikit-learn load_digits (real, bundled); public 30 % pre-trains the base, one owner per client",
         engine="flower ray simulation" if ray else "in-process grid (same ClientApp/ServerApp code)",
         shards_per_client=shards,
-        tables={"rounds": rows, "forget request": forget_rows, "sample forget requests": sample_rows},
+        tables={"rounds": rows, "forget request": forget_rows, "sample forget requests": sample_rows,
+                "inference per sample": infer_rows},
         audit=res.audit, audit_log=log_lines)
     figs = {"accuracy_per_round": plots.accuracy_per_experience({"global adapter": [r["eval_accuracy"] for r in rows]},
                                                                 "federated accuracy per round", axis="round")}

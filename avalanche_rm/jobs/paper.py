@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..report import hardware_report
+from ..report import hardware_report, plots
 from ..costs import pricing
 from ..costs.residency import resident_fraction
 from ..hardware import get_preset
@@ -329,3 +329,10 @@ def format_paper(rep: dict) -> str:
               "residuals:"]
     lines += [f"- {r}" for r in rep["residuals"]]
     return "\n".join(lines)
+
+
+def paper_plots(rep: dict) -> dict:
+    """Published vs ours for the three headline ratios (log scale)."""
+    groups = {r["ratio"]: {"published": r["published (up to)"], "ours": r["ours (up to)"]}
+              for r in rep["tables"]["headline ratios"]}
+    return {"headline_ratios": plots.grouped_bars(groups, "full-weight / hybrid", "headline ratios", log=True)}
