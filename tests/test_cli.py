@@ -19,7 +19,7 @@ def test_demo_runs_and_writes_a_valid_report(tmp_path):
     validate_report(rep)
     assert rep["data"].startswith("scikit-learn") and "real" in rep["data"]
     for plot in ("accuracy_per_experience.png", "energy_by_phase.png", "programming_pulses.png",
-                 "conductance_error.png", "forget_retain.png"):
+                 "conductance_error.png", "forget_retain.png", "inference_per_sample.png"):
         assert plot in rep["plots"] and (tmp_path / plot).stat().st_size > 1000
     cost = {(r["strategy"], r["phase"]): r for r in rep["tables"]["cost per phase"]}
     assert cost[("hybrid LoRA", "train")]["pulses"] == 0 and cost[("hybrid LoRA", "unlearn")]["pulses"] == 0

@@ -109,6 +109,9 @@ def run_demo(preset: str = "paper-180nm", seed: int = 0, epochs: int = 30, adapt
         "conductance_error": plots.histogram(g_err.cpu().tolist(), "programmed - target conductance (uS)",
                                              "conductance error after write-verify"),
         "forget_retain": plots.before_after(ba, f"forgetting class {forget_class}"),
+        "inference_per_sample": plots.grouped_bars(
+            {r["strategy"]: {"energy (nJ)": r["energy_pj"] / 1e3, "latency (us)": r["latency_ns"] / 1e3}
+             for r in rows_cost if r["phase"] == INFER}, "per sample", "inference cost per sample (final chip)"),
     }
     return report, figs
 
