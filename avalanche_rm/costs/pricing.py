@@ -36,6 +36,8 @@ OPTIMIZER_OPS = {"sgd": 1.0, "sgd_momentum": 2.0, "adam": 8.0}
 OPTIMIZER_MOMENTS = {"sgd": 0, "sgd_momentum": 1, "adam": 2}
 #: bytes of a digital bias value (INT32 accumulator precision)
 BIAS_BYTES = 4.0
+#: bytes of a parameter's gradient (FP32, like the master copy it updates)
+GRAD_BYTES = 4.0
 
 
 def _add(total: Charges, **q: float) -> Charges:
@@ -294,10 +296,9 @@ def optimizer_step_charges(digital: DigitalUnitConfig, kind: str, n_params: floa
     """
     if kind not in OPTIMIZER_OPS:
         raise ValueError(f"optimizer kind must be one of {sorted(OPTIMIZER_OPS)}, got {kind!r}")
-    state = digital.master_bytes_per_param + OPTIMIZER_MOMENTS[kind] * digital.moment_bytes
-    grad = 4.0
-    out = combine(memory_read(digital, n_params * (state + grad), fraction),
-                  memory_write(digital, n_params * (state + grad), fraction),
+    per_param = training_state_bytes(digital, kind, 1.0)
+    out = combine(memory_read(digital, n_params * per_param, fraction),
+                  memory_write(digital, n_params * per_param, fraction),
                   memory_write(digital, quantised_params * digital.adapter_bytes_per_param, weight_fraction),
                   digital_macs(digital, n_params * OPTIMIZER_OPS[kind], fp32=True))
     out["steps"] = 1.0
@@ -306,7 +307,7 @@ def optimizer_step_charges(digital: DigitalUnitConfig, kind: str, n_params: floa
 
 def training_state_bytes(digital: DigitalUnitConfig, kind: str, n_params: float) -> float:
     """Digital memory an optimiser needs for ``n_params`` trained parameters (master, gradient, moments)."""
-    return n_params * (digital.master_bytes_per_param + 4.0 + OPTIMIZER_MOMENTS[kind] * digital.moment_bytes)
+    return n_params * (digital.master_bytes_per_param + GRAD_BYTES + OPTIMIZER_MOMENTS[kind] * digital.moment_bytes)
 
 
 # ------------------------------------------------------------------ network-level digital work

@@ -52,11 +52,6 @@ def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
     return g
 
 
-def check_seed(seed: object) -> int:
-    check_int(seed, "seed", 0)
-    return seed
-
-
 class AnalogArray(nn.Module):
     """The RM cells (and their periphery state) that store one ``[out, in]`` weight matrix."""
 
@@ -172,7 +167,7 @@ class AnalogArray(nn.Module):
     # ------------------------------------------------------------ writing
     def program(self, seed: int) -> ProgrammingReport:
         """Write-verify every cell (weights and reference columns) from its current state to its target."""
-        check_seed(seed)
+        check_int(seed, "seed", 0)
         hw = self.hardware
         dev, xbar = hw.device, hw.crossbar
         codes, ref_codes = self.fault_codes(seed)
@@ -359,15 +354,18 @@ class AnalogArray(nn.Module):
         """Collect the partial sums of the following reads (ADC bypassed) for :meth:`end_calibration`."""
         self._calibration = []
 
+    def _subsample(self, rows: torch.Tensor, *tags: object) -> torch.Tensor:
+        """At most ``CALIBRATION_SAMPLE_ELEMENTS`` values of ``[n, out]`` partial sums: a seeded choice of rows."""
+        cap = max(1024, CALIBRATION_SAMPLE_ELEMENTS // max(self.out_features, 1))
+        if rows.shape[0] <= cap:
+            return rows
+        gen = seeded_generator(sub_seed(max(int(self.chip_seed), 0), self.name, *tags), rows.device)
+        return rows[torch.randperm(rows.shape[0], generator=gen, device=gen.device)[:cap].to(rows.device)]
+
     def _collect(self, partial_us: torch.Tensor) -> None:
         t, n, out = partial_us.shape
         rows = partial_us.detach().abs().reshape(t * n, out)
-        cap = max(1024, CALIBRATION_SAMPLE_ELEMENTS // max(out, 1))
-        if rows.shape[0] > cap:
-            gen = seeded_generator(sub_seed(max(int(self.chip_seed), 0), self.name, "calibration",
-                                            len(self._calibration)), rows.device)
-            rows = rows[torch.randperm(rows.shape[0], generator=gen, device=gen.device)[:cap].to(rows.device)]
-        self._calibration.append(rows)
+        self._calibration.append(self._subsample(rows, "calibration", len(self._calibration)))
 
     def end_calibration(self) -> int:
         """Set every ADC's full scale from the collected partial sums; returns how many were seen."""
@@ -376,13 +374,7 @@ class AnalogArray(nn.Module):
         samples, self._calibration = self._calibration, None
         if not samples:
             raise ValueError(f"{self.name}: no analogue read happened during calibration")
-        allrows = torch.cat(samples)
-        cap = max(1024, CALIBRATION_SAMPLE_ELEMENTS // max(self.out_features, 1))
-        if allrows.shape[0] > cap:
-            gen = seeded_generator(sub_seed(max(int(self.chip_seed), 0), self.name, "calibration-pool"),
-                                   allrows.device)
-            allrows = allrows[torch.randperm(allrows.shape[0], generator=gen, device=gen.device)[:cap]
-                              .to(allrows.device)]
+        allrows = self._subsample(torch.cat(samples), "calibration-pool")
         xbar = self.hardware.crossbar
         if xbar.adc_bits is not None and xbar.adc_range == "calibrated":  # worst-case ranges ignore the data
             self.adc_fs_us.copy_(xb.calibrated_full_scale_us(xbar, allrows))

@@ -51,6 +51,7 @@ def check_tensor(name: str, x: torch.Tensor, features: int, dim: int) -> None:
 #: ledger coefficients of a clipped ADC conversion (a count; its energy is that of any conversion)
 _SATURATION = {"adc_saturations": 1.0}
 
+
 class _AnalogMatmul(torch.autograd.Function):
     """Analogue forward, straight-through transposed backward (charged to the ledger)."""
 
@@ -449,10 +450,15 @@ class HybridLinear(_HybridBase):
         self._last_samples = ns
         y = self._base(x2)
         dig = self.hardware.digital
+        k = self.digital_out_features
+        # the INT8 input of the digital unit, and its non-zero count, are shared by the LoRA branches and head rows
+        xq = nz = None
+        if self.active_adapters or k:
+            xq = fake_quantize_per_sample(x2, dig.activation_bits, ns)
+            nz = torch.count_nonzero(xq.detach())
         if self.active_adapters:
             names, rsum, n_params, n_bias, grad = self._lora_terms()
             bits, abits = dig.adapter_bits, dig.activation_bits
-            xq = fake_quantize_per_sample(x2, abits, ns)
             for name in names:
                 a = fake_quantize(self.lora_A[name], bits)
                 b = fake_quantize(self.lora_B[name], bits)
@@ -460,18 +466,16 @@ class HybridLinear(_HybridBase):
                 y = y + fake_quantize_per_sample((h @ b.t()) * self.scaling[name], abits, ns)
                 if name in self.lora_bias:
                     y = y + self.lora_bias[name]
-            self._charge_digital(n, ns, rsum * self.out_features, torch.count_nonzero(xq.detach()), rsum, n_params,
+            self._charge_digital(n, ns, rsum * self.out_features, nz, rsum, n_params,
                                  self.in_features + rsum, rsum + self.out_features, grad, n_bias)
         if self.bias is not None:
             y = y + self.bias
             self._charge_bias(n, ns)
-        k = self.digital_out_features
         if k:
             dw = fake_quantize(self.digital_weight, dig.adapter_bits)
-            xq = fake_quantize_per_sample(x2, dig.activation_bits, ns)
             y = torch.cat([y, fake_quantize_per_sample(xq @ dw.t(), dig.activation_bits, ns) + self.digital_bias],
                           dim=-1)
-            self._charge_digital(n, ns, 0, torch.count_nonzero(xq.detach()), k, dw.numel(), self.in_features, k,
+            self._charge_digital(n, ns, 0, nz, k, dw.numel(), self.in_features, k,
                                  torch.is_grad_enabled() and self.digital_weight.requires_grad, k)
         return y.reshape(*lead, self.out_features + k)
 
