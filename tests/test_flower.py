@@ -289,3 +289,42 @@ def test_sample_requests_name_their_method():
         FederatedForgetRequest(0, "t", kind="samples", sample_ids=(1,), method="not_a_method")
     with pytest.raises(ValueError, match="drops the client"):
         FederatedForgetRequest(0, "t", method="neg_ce")
+
+
+@pytest.mark.slow
+def test_deployment_engine_two_supernodes_forget_request_reaches_the_right_chip(tmp_path):
+    """SuperLink + 2 SuperNodes as separate processes; partition 1's owner asks to be forgotten."""
+    import re
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (Path(sys.executable).parent / "flower-superlink").exists():
+        pytest.skip("Flower's SuperLink is not installed next to this interpreter")
+    with socket.socket() as sock:  # a free base port; the script uses it and +10, +11 for the SuperNodes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1] % 20000 + 30000
+    logs = tmp_path / "logs"
+    env = dict(os.environ, FLWR_HOME=str(tmp_path / "flwr"), RMAPP_LOGS=str(logs), RMAPP_PORT=str(port),
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    (tmp_path / "flwr").mkdir()
+    out = subprocess.run(["bash", str(root / "examples" / "flower_app" / "deploy.sh"), "2",
+                          "num-server-rounds=1 forget-round=1 forget-partition=1 forget-samples=0"],
+                         env=env, capture_output=True, text=True, timeout=480)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    audit = [json.loads(line) for line in text.splitlines() if line.startswith('{"round"')]
+    assert [(e["partition_id"], e["method"], e["status"]) for e in audit] == [(1, "drop", "honoured")]
+    node1, node0 = (logs / "supernode-1.log").read_text(), (logs / "supernode-0.log").read_text()
+    assert "forget request honoured on partition 1" in node1      # the chip that held partition 1 did the work
+    assert "forget request honoured" not in node0                 # the other chip never saw the request
+    assert "train.forget" in node1 and "train.forget" not in node0
+    # everything the script started is gone (process groups killed by id; zombies awaiting their reaper aside)
+    pids = [int(p) for p in re.search(r"stopped 3 process groups: ([\d ]+)", text).group(1).split()]
+    time.sleep(1)
+    for pid in pids:
+        alive = subprocess.run(["ps", "-o", "stat=", "-g", str(pid)], capture_output=True, text=True).stdout.split()
+        assert all(s.startswith("Z") for s in alive), (pid, alive)

@@ -197,7 +197,7 @@ def test_noise_table_draws_are_standard_normal_and_independent_within_a_call():
     assert src._epochs[("cpu", "torch.float32")][0] >= 3  # the table was redrawn, not reused forever
 
 
-@pytest.mark.parametrize("mode", ["table", "exact"])
+@pytest.mark.parametrize("mode", ["table", "exact", "counter"])
 def test_noise_stream_resumes_after_pickling_and_restarts_on_reseed(mode):
     from avalanche_rm.hardware.noise_source import NormalSource
 
@@ -238,3 +238,64 @@ def test_table_and_exact_read_noise_have_the_same_spread():
             spreads[mode] = h(x).std(dim=0)
     assert spreads["exact"].mean() > 0
     assert torch.allclose(spreads["table"].mean(), spreads["exact"].mean(), rtol=0.05)
+
+
+# ------------------------------------------------------------------ programming-noise draws
+def test_shared_table_windows_are_standard_normal_and_independent_within_a_call():
+    from avalanche_rm.hardware.noise_source import TableWindows
+
+    w = TableWindows(seed=5)
+    cpu = torch.device("cpu")
+    for n in (20_000, 300_000, 2_000_000):  # the last needs a larger table than the minimum
+        z = w.normal(n, cpu)
+        assert z.numel() == n
+        assert abs(float(z.mean())) < 5 / n ** 0.5 and abs(float(z.std()) - 1) < 0.02
+        assert abs(float(torch.corrcoef(torch.stack([z[:-1], z[1:]]))[0, 1])) < 0.03
+    a, b = TableWindows(seed=9), TableWindows(seed=9)
+    assert torch.equal(a.normal(1000, cpu), b.normal(1000, cpu))
+    assert not torch.equal(TableWindows(seed=10).normal(1000, cpu), TableWindows(seed=9).normal(1000, cpu))
+
+
+@pytest.mark.parametrize("name", ["paper-180nm", "pcm-like"])
+def test_table_and_exact_programming_noise_give_the_same_outcome_statistics(name):
+    """Pulses per cell, the pulse histogram, failures and the landed error distribution agree between samplers."""
+    d = get_preset(name).device
+    gen = torch.Generator().manual_seed(0)
+    target = d.g_min_us + torch.rand(200_000, generator=gen) * d.g_range_us
+    start = torch.full_like(target, d.g_min_us)
+    out = {s: write_verify(d, start, target, torch.Generator().manual_seed(1), sampler=s) for s in ("table", "exact")}
+    t, e = out["table"], out["exact"]
+    assert abs(t.report.pulses_per_cell / e.report.pulses_per_cell - 1) < 0.01
+    assert abs(t.report.success_rate - e.report.success_rate) < 0.002
+    ht, he = (torch.tensor(r.report.pulse_histogram[:8], dtype=torch.float64) / r.report.cells for r in (t, e))
+    assert float((ht - he).abs().max()) < 0.01
+    # two-sample Kolmogorov-Smirnov distance of the landed errors (critical value ~0.0043 at n = 200k, p = 0.05)
+    et, ee = ((r.g_us - target).sort().values for r in (t, e))
+    grid = torch.linspace(float(ee[100]), float(ee[-100]), 2001)
+    ks = (torch.searchsorted(et, grid).double() - torch.searchsorted(ee, grid).double()).abs().max() / et.numel()
+    assert float(ks) < 0.006
+    assert not torch.equal(t.g_us, e.g_us)
+
+
+def test_bad_programming_sampler_is_refused():
+    d = get_preset("paper-180nm").device
+    with pytest.raises(ValueError, match="sampler"):
+        write_verify(d, torch.full((4,), 20.0), torch.full((4,), 50.0), torch.Generator(), sampler="fast")
+
+
+def test_model_programming_sampler_is_honoured_and_checked():
+    from torch import nn
+
+    from avalanche_rm.nn import convert_to_hybrid
+
+    hw = get_preset("paper-180nm")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 32))
+    a, b = convert_to_hybrid(net, hw), convert_to_hybrid(net, hw)
+    b.set_programming_sampler("table")
+    ra, rb = a.program(seed=0), b.program(seed=0)
+    ga, gb = a.hybrid_layers()[0].array.g_us, b.hybrid_layers()[0].array.g_us
+    assert not torch.equal(ga, gb)  # other draws ...
+    assert abs(ra.pulses_per_cell - rb.pulses_per_cell) < 0.3  # ... same process
+    with pytest.raises(ValueError, match="programming sampler"):
+        a.set_programming_sampler("fast")

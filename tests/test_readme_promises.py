@@ -120,12 +120,14 @@ def test_presets_command_lists_every_preset_with_its_source():
 def test_bench_prints_every_section(capsys):
     from avalanche_rm import bench
 
-    bench.main(["--cells", "20000"])
+    bench.main(["--cells", "20000", "--ray-clients", "2", "--no-fused"])  # the fused table: tests/test_fused.py
     out = capsys.readouterr().out
-    for section in ("forward time, hybrid / plain torch", "tiled matmul only", "write-verify programming throughput",
-                    "module memory", "federated round"):
+    for section in ("forward time, hybrid / plain torch, eager", "tiled matmul only", "held-out MLP ratio",
+                    "write-verify programming throughput", "module memory", "federated round",
+                    "federation of 2 clients on Flower's simulation engine", "ratios hybrid / plain: round time",
+                    "calls per training step"):
         assert section in out
-    assert "paper-180nm" in out and "x" in out
+    assert "paper-180nm    exact" in out and "paper-180nm    table" in out
 
 
 def _idx(path, arr, labels=False):

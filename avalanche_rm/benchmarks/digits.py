@@ -8,8 +8,7 @@ import torch
 from avalanche.benchmarks import nc_benchmark
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 
-from ..data import load_digits_split
-from ..validation import check_int
+from ..data import assign_owners, load_digits_split
 
 
 def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, sample_ids: torch.Tensor | None = None,
@@ -26,13 +25,6 @@ def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, sample
     if owners is not None:
         ds = ds.update_data_attribute("owners", [int(o) for o in owners])
     return ds
-
-
-def assign_owners(n: int, n_owners: int, seed: int) -> torch.Tensor:
-    """Deterministic, balanced owner ids in ``0..n_owners-1`` for ``n`` samples."""
-    check_int(n_owners, "n_owners", 1)
-    gen = torch.Generator().manual_seed(seed + 7919)
-    return (torch.randperm(n, generator=gen) % n_owners).long()
 
 
 def split_digits(n_experiences: int = 5, *, seed: int = 0, task_labels: bool = False,

@@ -152,7 +152,7 @@ class CostLedger:
                 raise ValueError(f"unknown ledger quantity {k!r}; known: {sorted(QUANTITIES)}")
         key = (phase, tuple(sorted(coefficients.items())))
         with self._lock:
-            self._scaled.setdefault(key, []).append(value.detach())
+            self._scaled.setdefault(key, []).append(value.detach() if value.requires_grad else value)
             self._n_pending += 1
             if self._n_pending > 4096:
                 self._fold()

@@ -20,11 +20,13 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from logging import INFO
 from typing import Callable
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.logger import log
 from torch import nn
 
 from ..hardware.config import HardwareConfig
@@ -306,6 +308,10 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         record = core.honour(request, model=model, ledger=model.ledger, apply=apply,
                              purge=[("client_state", purge_state)], who=f"client {pid}")
         save(ctx, model)
+        # Flower's own logger: on the deployment engine this line lands in the SuperNode's log, on the chip that
+        # did the work (the record itself goes back to the server's audit log)
+        log(INFO, "avalanche-rm: forget request honoured on partition %d (node %d): kind %s, method %s, %d samples",
+            pid, int(ctx.node_id), request.kind, method, int(record["n_samples"]))
         costs = delta(before_cost, model)
         content = {"metrics": MetricRecord({"refused": 0, "num-examples": int(len(core.registry)),
                                             "forgotten": int(record["n_samples"]), "energy-pj": costs["energy_pj"],

@@ -6,8 +6,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from ..data import load_digits_split
-from ..benchmarks.digits import assign_owners
+# no Avalanche import here: each ClientApp process of the deployment engine imports this module
+from ..data import assign_owners, load_digits_split
 from ..training import make_mlp, train_classifier
 from .client import ClientData
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import crossbar as xb
+from . import fused
 from .config import HardwareConfig
 from .device import fault_mask, level_dtype, level_to_conductance, quantize_to_levels
 from .noise_source import NormalSource
@@ -54,6 +55,9 @@ def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
 
 class AnalogArray(nn.Module):
     """The RM cells (and their periphery state) that store one ``[out, in]`` weight matrix."""
+
+    #: where write-verify's pulse and verify-read noise come from (``write_verify``'s ``sampler``)
+    programming_sampler = "exact"
 
     def __init__(self, weight2d: torch.Tensor, hardware: HardwareConfig, name: str = "") -> None:
         super().__init__()
@@ -173,13 +177,14 @@ class AnalogArray(nn.Module):
         codes, ref_codes = self.fault_codes(seed)
         gen = seeded_generator(sub_seed(seed, self.name, "program"), self.g_us.device)
         result = write_verify(dev, self.g_us, self.target_conductance(), gen, fault_code=codes,
-                              parallel_cells=xbar.program_parallel_cells)
+                              parallel_cells=xbar.program_parallel_cells, sampler=self.programming_sampler)
         self.g_us.copy_(result.g_us)
         rep = result.report
         if self.g_ref_us.numel():
             rgen = seeded_generator(sub_seed(seed, self.name, "program-ref"), self.g_us.device)
             ref = write_verify(dev, self.g_ref_us, torch.full_like(self.g_ref_us, self.reference_target_us()), rgen,
-                               fault_code=ref_codes, parallel_cells=xbar.program_parallel_cells)
+                               fault_code=ref_codes, parallel_cells=xbar.program_parallel_cells,
+                               sampler=self.programming_sampler)
             self.g_ref_us.copy_(ref.g_us)
             rep += ref.report
         self.chip_seed.fill_(seed)
@@ -232,7 +237,7 @@ class AnalogArray(nn.Module):
         target = self.target_conductance().reshape(-1)[idx]
         codes = self.fault_codes(seed)[0].reshape(-1)[idx]
         res = write_verify(dev, torch.full_like(target, dev.g_min_us), target, gen, fault_code=codes,
-                           parallel_cells=xbar.program_parallel_cells)
+                           parallel_cells=xbar.program_parallel_cells, sampler=self.programming_sampler)
         self.g_us.view(-1)[idx] = res.g_us
         return res.report
 
@@ -268,11 +273,11 @@ class AnalogArray(nn.Module):
             idx = torch.nonzero(changed.reshape(-1)).squeeze(1)
             res = write_verify(hw.device, self.g_us.reshape(-1)[idx], goal.reshape(-1)[idx], gen,
                                fault_code=codes.reshape(-1)[idx],
-                               parallel_cells=hw.crossbar.program_parallel_cells)
+                               parallel_cells=hw.crossbar.program_parallel_cells, sampler=self.programming_sampler)
             self.g_us.view(-1)[idx] = res.g_us
         else:
             res = write_verify(hw.device, self.g_us, goal, gen, fault_code=codes,
-                               parallel_cells=hw.crossbar.program_parallel_cells)
+                               parallel_cells=hw.crossbar.program_parallel_cells, sampler=self.programming_sampler)
             self.g_us.copy_(res.g_us)
         self.drift_calls.fill_(calls)
         self.age_s.zero_()
@@ -413,6 +418,18 @@ class AnalogArray(nn.Module):
             self.__dict__["_prepared_cache"] = (tuple((weakref.ref(t), t._version) for t in state), prepared, eff)
         return prepared, eff
 
+    def mean_cell_us(self) -> float:
+        """Mean conductance of the cells a driven row passes current through (uS), cached until the cells change."""
+        t = self.g_row_sum_us
+        if t.is_inference():  # inference tensors carry no version counter
+            return float(t.sum()) / self.cells
+        cached = self.__dict__.get("_mean_cell_cache")
+        if cached is not None and cached[0]() is t and cached[1] == t._version:
+            return cached[2]
+        g = float(t.sum()) / self.cells
+        self.__dict__["_mean_cell_cache"] = (weakref.ref(t), t._version, g)
+        return g
+
     def read_sigma_us(self, enabled: bool) -> float:
         """Read-noise std per column read and unit input norm (0 when switched off)."""
         if not enabled:
@@ -430,6 +447,38 @@ class AnalogArray(nn.Module):
                              tap=self._collect if self._calibration is not None else None,
                              quantize=self._calibration is None)
 
+    def fusable(self) -> bool:
+        """Whether reads can take the fused compiled path now (switched on, an ADC, no calibration running)."""
+        return fused.fused_enabled() and self.hardware.crossbar.adc_bits is not None and self._calibration is None
+
+    def read_fused(self, x: torch.Tensor, alpha: torch.Tensor | None = None, read_noise: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """DAC coding, MVMs and counts in one compiled call (:mod:`avalanche_rm.hardware.fused`).
+
+        ``x``: input vectors ``[n, in]`` (coded inside), or, with ``alpha [n, 1]``,
+        DAC codes already made (see :func:`~avalanche_rm.hardware.crossbar.dac_encode`).
+        Draws the same noise as :meth:`read` would. Returns ``(y, driven rows,
+        sum code^2 G_row, saturated conversions)``.
+        """
+        n_vectors = x.shape[0]
+        if not self.programmed:
+            raise RuntimeError(f"{self.name}: the analogue array is not programmed yet; call program(seed)")
+        self._warn_uncalibrated()
+        prepared, _ = self.prepared()
+        xbar = self.hardware.crossbar
+        sigma = self.read_sigma_us(read_noise)
+        draws = keys = None
+        if sigma > 0:
+            t = prepared.w.shape[0] if prepared.w.dim() == 3 else 1
+            if self.noise_source.mode == "counter":
+                keys = self.noise_source.counter_keys(x.device)
+            else:
+                draws = self.noise_source.normal((t, n_vectors, self.out_features), x.device, x.dtype)
+        head = ("linear", x) if alpha is None else ("codes", x, alpha)
+        return fused.run(*head, prepared.w, prepared.inv_step, prepared.out_factor, self.g_row_sum_us, draws, keys,
+                         n_d=xb.dac_levels(xbar), n_a=xb.adc_levels(xbar), sigma=sigma, rows=xbar.rows,
+                         dac_round=xbar.dac_bits is not None)
+
     def counts(self, res: xb.MVMResult) -> tuple[torch.Tensor, torch.Tensor]:
         """(driven rows, sum of code^2 * row conductance) of a read, for the cost model."""
         return xb.mvm_counts(res.codes, self.g_row_sum_us, self.hardware.crossbar.dac_bits is not None,
@@ -444,6 +493,7 @@ class AnalogArray(nn.Module):
     def __getstate__(self):
         d = dict(self.__dict__)
         d.pop("_prepared_cache", None)  # derived data, and weak references do not pickle
+        d.pop("_mean_cell_cache", None)
         d["_calibration"] = None
         return d
 

@@ -98,8 +98,19 @@ def fake_quantize(w: torch.Tensor, bits: int | None) -> torch.Tensor:
         return w
     n = 2 ** (bits - 1) - 1
     scale = w.detach().abs().amax().clamp_min(1e-12) / n
-    zero = torch.zeros((), dtype=torch.int32, device=w.device)
-    return torch.fake_quantize_per_tensor_affine(w, scale, zero, -n, n)
+    return torch.fake_quantize_per_tensor_affine(w, scale, _zero_point(w.device), -n, n)
+
+
+_ZERO_POINTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _zero_point(device: torch.device) -> torch.Tensor:
+    """The int32 zero point of symmetric quantisation (one per device: creating it was a call per use)."""
+    z = _ZERO_POINTS.get(device)
+    if z is None:
+        with torch.inference_mode(False):  # made once, used in and out of inference mode
+            z = _ZERO_POINTS[device] = torch.zeros((), dtype=torch.int32, device=device)
+    return z
 
 
 def fake_quantize_per_sample(x: torch.Tensor, bits: int | None, n_samples: int) -> torch.Tensor:

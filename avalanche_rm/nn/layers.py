@@ -235,10 +235,25 @@ class _HybridBase(nn.Module):
     def _shadow_out(self, x: torch.Tensor, shadow: torch.Tensor) -> torch.Tensor:
         return x @ shadow.t()
 
+    #: whether the fused read codes this layer's inputs itself (vectors) or takes codes made by :meth:`_encode`
+    _fused_codes_inside = True
+
     def _analog_forward(self, x: torch.Tensor, phase: str | None = None) -> torch.Tensor:
+        n_d = xb.dac_levels(self.hardware.crossbar)
+        if self.array.fusable():
+            if self._fused_codes_inside:
+                y, driven, x2g, saturated = self.array.read_fused(x, read_noise=self.analog_noise)
+            else:
+                alpha, _, codes = self._encode(x, 0)
+                y, driven, x2g, saturated = self.array.read_fused(codes, alpha, read_noise=self.analog_noise)
+                y = self._to_output(y, x)
+            self._charge_read(driven, x2g, saturated, n_d, y.numel() // self.out_features, phase)
+            return y
         alpha, buf, codes = self._encode(x, xb.input_pad(self.hardware.crossbar, self.grid))
         res = self.array.read(buf, codes, alpha, read_noise=self.analog_noise)
-        self._charge_forward(res, codes.shape[0], phase)
+        if self.ledger.enabled:  # the counts are a pass over the codes: skipped when nothing is charged
+            driven, x2g = self.array.counts(res)
+            self._charge_read(driven, x2g, res.saturated, res.code_full_scale, codes.shape[0], phase)
         return self._to_output(res.y, x)
 
     def _phase(self) -> str:
@@ -252,21 +267,22 @@ class _HybridBase(nn.Module):
             c = cache[key] = (fn(1, 0), fn(0, 1))
         return c
 
-    def _charge_forward(self, res: xb.MVMResult, n: int, phase: str | None = None) -> None:
+    def _charge_read(self, driven: torch.Tensor, x2g: torch.Tensor, saturated: torch.Tensor | None,
+                     code_full_scale: float, n: int, phase: str | None = None) -> None:
+        """Charge one batch of ``n`` analogue reads from its counts (driven rows, code^2 G, clipped conversions)."""
         if not self.ledger.enabled:
             return
         hw = self.hardware
         phase = phase or self._phase()
-        driven, x2g = self.array.counts(res)
         led = self.ledger
-        rows, cells, per_vec = self._unit_charges(("mvm", res.code_full_scale), lambda nv, ns: (
+        rows, cells, per_vec = self._unit_charges(("mvm", code_full_scale), lambda nv, ns: (
             pricing.driven_row_coefficients(hw, self.grid),
-            pricing.cell_read_coefficients(hw.device, res.code_full_scale),
+            pricing.cell_read_coefficients(hw.device, code_full_scale),
             pricing.mvm_fixed_charges(hw, self.grid, nv)))[0]
         led.add_scaled(phase, driven, rows)
         led.add_scaled(phase, x2g, cells)
-        if res.saturated is not None:
-            led.add_scaled(phase, res.saturated, _SATURATION)
+        if saturated is not None:
+            led.add_scaled(phase, saturated, _SATURATION)
         led.add_times(phase, n, per_vec)
         act = hw.digital.activation_bytes
         rd, wr = n * self.in_flat * act, n * self.out_features * act
@@ -276,10 +292,9 @@ class _HybridBase(nn.Module):
         """Transposed read for the input gradient: DACs on columns, ADCs on rows."""
         if not self.ledger.enabled:
             return
-        g_mean = float(self.array.g_row_sum_us.sum()) / self.array.cells
         # autograd runs backward with grad mode off, so the phase cannot be inferred from it
         self.ledger.charge(self.ledger.current_phase("train"),
-                           pricing.transposed_read_charges(self.hardware, self.grid, n, g_mean))
+                           pricing.transposed_read_charges(self.hardware, self.grid, n, self.array.mean_cell_us()))
 
     def _charge_digital(self, n_vectors: int, n_samples: int, dense_macs_per_vector: int, nonzero: torch.Tensor,
                         macs_per_nonzero: int, weight_params: int, act_read: int, act_write: int, grad: bool,
@@ -326,9 +341,8 @@ class _HybridBase(nn.Module):
         """dW outer products in the digital unit plus the transposed analogue read for dx."""
         if not self.ledger.enabled:
             return
-        g_mean = float(self.array.g_row_sum_us.sum()) / self.array.cells
         self.ledger.charge(self.ledger.current_phase("train"),
-                           pricing.weight_gradient_charges(self.hardware, self.grid, n, g_mean))
+                           pricing.weight_gradient_charges(self.hardware, self.grid, n, self.array.mean_cell_us()))
 
     def _base(self, x2: torch.Tensor) -> torch.Tensor:
         shadow = getattr(self, "weight_shadow", None)
@@ -539,6 +553,8 @@ class HybridConv2d(_HybridBase):
         buf, codes = xb.code_buffer(n * ho * wo, self.in_flat, pad, x, ws)
         codes.view(n, ho * wo, self.in_flat).copy_(cols.view(n, self.in_flat, ho * wo).transpose(1, 2))
         return alpha.view(-1, 1), buf, codes
+
+    _fused_codes_inside = False
 
     def _patch_nonzeros(self, x: torch.Tensor) -> torch.Tensor:
         """Non-zero values over every receptive field of ``x`` (what a zero-skipping digital conv multiplies)."""

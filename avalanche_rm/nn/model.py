@@ -89,7 +89,8 @@ class HybridModel(ChipModel):
             self._use_noise_source(old)
 
     def set_noise_sampler(self, mode: str, reuse: int | None = None) -> None:
-        """Choose how read-noise draws are made: ``"table"`` (default, fast) or ``"exact"``.
+        """Choose how read-noise draws are made: ``"table"`` (default, fast), ``"exact"`` (torch's generator)
+        or ``"counter"`` (fresh draws from a counter-based generator; fast with the fused read).
 
         See :mod:`avalanche_rm.hardware.noise_source`; the stream restarts from the chip's seed.
         """
@@ -97,6 +98,17 @@ class HybridModel(ChipModel):
         if old is None:
             return
         self._use_noise_source(NormalSource(mode, old.seed, old.reuse if reuse is None else reuse, old.table_min))
+
+    def set_programming_sampler(self, mode: str) -> None:
+        """Where write-verify's pulse and read noise come from in later programming jobs: ``"exact"`` (default,
+        torch's generator) or ``"table"`` (windows of a shared table, ~1.4x faster; see
+        :func:`~avalanche_rm.hardware.programming.write_verify`). Chips programmed either way differ cell by cell."""
+        from ..hardware.noise_source import PROGRAMMING_SAMPLERS
+
+        if mode not in PROGRAMMING_SAMPLERS:
+            raise ValueError(f"programming sampler must be one of {PROGRAMMING_SAMPLERS}, got {mode!r}")
+        for layer in self.hybrid_layers():
+            layer.array.programming_sampler = mode
 
     def _use_noise_source(self, source: NormalSource) -> None:
         for layer in self.hybrid_layers():

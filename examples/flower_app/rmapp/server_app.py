@@ -1,6 +1,6 @@
 """ServerApp: adapter-only FedAvg; after round ``forget-round`` the owner of partition ``forget-partition``
 asks to be forgotten, and the owner of the next partition asks for ``forget-samples`` of its samples to be
-forgotten with method ``sample-method`` (``exact``, or any registered objective)."""
+forgotten with method ``sample-method`` (``exact``, or any registered objective; 0 samples: no such request)."""
 from avalanche_rm.flower import FederatedForgetRequest, audit_line, make_server_app, owner_token
 from avalanche_rm.flower.digits_fl import base_fn, data_fn
 from avalanche_rm.hardware import get_preset
@@ -11,11 +11,14 @@ def schedule(run_config: dict) -> dict:
     pid = int(run_config.get("forget-partition", 1))
     n = int(run_config.get("num-partitions", 3))
     other = (pid + 1) % n
-    ids = tuple(data_fn(other, n).ids[: int(run_config.get("forget-samples", 5))].tolist())
+    k = int(run_config.get("forget-samples", 5))
     # in this demo the server forwards the owners' requests, tokens included
-    return {rnd: [FederatedForgetRequest(pid, owner_token("federation-secret", pid)),
-                  FederatedForgetRequest(other, owner_token("federation-secret", other), kind="samples",
-                                         sample_ids=ids, method=str(run_config.get("sample-method", "exact")))]}
+    requests = [FederatedForgetRequest(pid, owner_token("federation-secret", pid))]
+    if k > 0:  # forget-samples = 0: only the client-level request
+        ids = tuple(data_fn(other, n).ids[:k].tolist())
+        requests.append(FederatedForgetRequest(other, owner_token("federation-secret", other), kind="samples",
+                                               sample_ids=ids, method=str(run_config.get("sample-method", "exact"))))
+    return {rnd: requests}
 
 
 def report(result) -> None:
