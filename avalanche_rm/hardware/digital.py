@@ -124,8 +124,23 @@ def fake_quantize_per_sample(x: torch.Tensor, bits: int | None, n_samples: int) 
     if bits is None:
         return x
     n = 2 ** (bits - 1) - 1
-    xd = x.detach()
-    rows = xd.reshape(n_samples, -1)
+    rows = x.detach().reshape(n_samples, -1)
     scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(1e-12).div_(n)
     q = torch.div(rows, scale).round_().mul_(scale).view_as(x)
-    return x + (q - xd)
+    # q is the value of the former ``x + (q - x)`` bit for bit (q and x lie within a factor 2 of each other or q is
+    # 0, so q - x is exact, Sterbenz), without its two extra passes
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return q
+    return _StraightThrough.apply(x, q)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the quantised value; backward: the gradient unchanged (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x, q):  # type: ignore[override]
+        return q
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad, None
