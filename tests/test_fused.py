@@ -147,3 +147,9 @@ def test_counter_draws_are_standard_normal_independent_and_reproducible():
     assert not torch.equal(a[0], a[1])
     src.reseed(4)
     assert torch.equal(src.normal((50, 7), torch.device("cpu")), a[0])
+
+
+def test_the_environment_switch_names_a_bad_value():
+    assert fused.parse_switch("1") and fused.parse_switch(" On ") and not fused.parse_switch("0")
+    with pytest.raises(ValueError, match="'maybe'"):
+        fused.parse_switch("maybe")

@@ -41,8 +41,19 @@ logger = logging.getLogger("avalanche_rm")
 ENV_SWITCH = "AVALANCHE_RM_FUSED"
 
 
+_ON, _OFF = ("1", "true", "on", "yes"), ("", "0", "false", "off", "no")
+
+
+def parse_switch(value: str) -> bool:
+    """``AVALANCHE_RM_FUSED``'s value as a bool; anything but 1/true/on/yes or 0/false/off/no is refused."""
+    v = value.strip().lower()
+    if v not in _ON + _OFF:
+        raise ValueError(f"{ENV_SWITCH} must be one of {_ON + _OFF[1:]}, got {value!r}")
+    return v in _ON
+
+
 class _State:
-    enabled = os.environ.get(ENV_SWITCH, "0").strip().lower() in ("1", "true", "on", "yes")
+    enabled = parse_switch(os.environ.get(ENV_SWITCH, "0"))
     failed: str | None = None
     compiled: dict = {}
     compile_seconds: dict = {}
