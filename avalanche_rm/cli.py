@@ -104,6 +104,7 @@ SeedOpt = typer.Option(None, help="seed for data, training and chip variability 
 DeviceOpt = typer.Option(None, help="cpu or cuda")
 OutOpt = typer.Option(None, help="folder for report.json, report.md and plots")
 ConfigOpt = typer.Option(None, help="TOML file setting the same fields (CLI options win)")
+QuietOpt = typer.Option(False, help="no progress bars")
 
 
 @app.command()
@@ -116,7 +117,7 @@ def demo(
     device: Optional[str] = DeviceOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = QuietOpt,
 ) -> None:
     """The main job on bundled digits: public base, new classes on adapters, a forget request, baselines."""
     from .jobs.demo import format_demo, run_demo
@@ -143,7 +144,7 @@ def basic(
     device: Optional[str] = DeviceOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Software MLP -> programmed chip -> LoRA calibration -> drift (bundled digits)."""
     from .jobs.basic import basic_plots, basic_report, format_basic_report, run_basic_job
@@ -233,7 +234,7 @@ def faults(
     device: Optional[str] = DeviceOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Accuracy vs stuck-at faults, drift and programming noise; LoRA drift compensation vs reprogramming."""
     from .jobs.faults import run_faults
@@ -266,7 +267,7 @@ def scenario(
     device: Optional[str] = DeviceOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = QuietOpt,
 ) -> None:
     """The reference's scenarios: hybrid LoRA vs full-weight baseline, noise sweeps, calibration."""
     from .jobs.scenario import SCENARIOS, run_scenario
@@ -323,7 +324,7 @@ def paper(
     device: Optional[str] = DeviceOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = QuietOpt,
 ) -> None:
     """The reference's three headline ratios (147.76x / 387.95x / 48.44x) from first principles, published vs ours."""
     from .jobs.paper import format_paper, paper_plots, run_paper
@@ -346,7 +347,7 @@ def fidelity(
     seed: Optional[int] = SeedOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Programmed-chip accuracy vs software per preset, and a 256x256 layer's output error."""
     from .jobs.fidelity import run_fidelity
@@ -371,7 +372,7 @@ def stability(
     seeds: int = typer.Option(5, help="chips (programming and adapter seeds) per learner and preset"),
     epochs: int = typer.Option(40, help="training epochs per experience"),
     out: Optional[Path] = OutOpt,
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = QuietOpt,
 ) -> None:
     """LoRA continual learning on the chip vs the ideal preset (HybridLoRA and stock Replay), and the collapse
     without class masking."""

@@ -394,41 +394,41 @@ class AnalogArray(nn.Module):
         xbar = self.hardware.crossbar
         if xbar.adc_bits is not None and xbar.adc_range == "calibrated" and not bool(self.adc_calibrated) \
                 and self._calibration is None:
-            warnings.warn(_UNCALIBRATED, UserWarning, stacklevel=4)
+            warnings.warn(_UNCALIBRATED, UserWarning, stacklevel=5)  # caller of the layer's _analog_forward
 
     # ------------------------------------------------------------ reading
-    def prepared(self) -> tuple[xb.PreparedMVM, torch.Tensor]:
-        """(MVM operands, effective weight ``[out, in]``), recomputed only when the cells or ADC ranges change.
+    def _memo(self, name: str, state: tuple[torch.Tensor, ...], compute):
+        """``compute()``, cached under ``name`` until a tensor of ``state`` is written in place or replaced.
 
-        The key holds the in-place version counters of the state buffers, so any
-        write (programming, drift, what-ifs, ``load_state_dict``) invalidates it.
+        The key holds the in-place version counters of the state tensors, so any
+        write (programming, drift, what-ifs, ``load_state_dict``) invalidates it;
+        weak references make a buffer replaced by a new tensor (e.g. ``.to()``)
+        never match an old entry. Inference mode computes afresh and stores
+        nothing: inference tensors carry no version counter and cannot be reused
+        in autograd.
         """
-        state = (self.g_us, self.g_ref_us, self.adc_fs_us, self.scale_us)
-        cached = self.__dict__.get("_prepared_cache")
-        inference = torch.is_inference_mode_enabled()
-        if cached is not None and not inference and all(
-                ref() is t and t._version == v for (ref, v), t in zip(cached[0], state)):
-            return cached[1], cached[2]
-        hw = self.hardware
-        dg = self.delta_us()
-        prepared = xb.prepare_mvm(hw.crossbar, dg, self.grid, self.adc_fs_us, self.scale_us)
-        eff = (dg / self.scale_us).t()
-        if not inference:  # inference-mode tensors carry no version counter and cannot be reused in autograd
-            # weak references: a buffer replaced by a new tensor (e.g. .to()) never matches an old entry
-            self.__dict__["_prepared_cache"] = (tuple((weakref.ref(t), t._version) for t in state), prepared, eff)
-        return prepared, eff
+        if torch.is_inference_mode_enabled() or any(t.is_inference() for t in state):
+            return compute()
+        cached = self.__dict__.get(name)
+        if cached is not None and all(ref() is t and t._version == v for (ref, v), t in zip(cached[0], state)):
+            return cached[1]
+        value = compute()
+        self.__dict__[name] = (tuple((weakref.ref(t), t._version) for t in state), value)
+        return value
+
+    def prepared(self) -> tuple[xb.PreparedMVM, torch.Tensor]:
+        """(MVM operands, effective weight ``[out, in]``), recomputed only when the cells or ADC ranges change."""
+        def compute() -> tuple[xb.PreparedMVM, torch.Tensor]:
+            dg = self.delta_us()
+            prepared = xb.prepare_mvm(self.hardware.crossbar, dg, self.grid, self.adc_fs_us, self.scale_us)
+            return prepared, (dg / self.scale_us).t()
+
+        return self._memo("_prepared_cache", (self.g_us, self.g_ref_us, self.adc_fs_us, self.scale_us), compute)
 
     def mean_cell_us(self) -> float:
         """Mean conductance of the cells a driven row passes current through (uS), cached until the cells change."""
-        t = self.g_row_sum_us
-        if t.is_inference():  # inference tensors carry no version counter
-            return float(t.sum()) / self.cells
-        cached = self.__dict__.get("_mean_cell_cache")
-        if cached is not None and cached[0]() is t and cached[1] == t._version:
-            return cached[2]
-        g = float(t.sum()) / self.cells
-        self.__dict__["_mean_cell_cache"] = (weakref.ref(t), t._version, g)
-        return g
+        return self._memo("_mean_cell_cache", (self.g_row_sum_us,),
+                          lambda: float(self.g_row_sum_us.sum()) / self.cells)
 
     def read_sigma_us(self, enabled: bool) -> float:
         """Read-noise std per column read and unit input norm (0 when switched off)."""
@@ -436,12 +436,16 @@ class AnalogArray(nn.Module):
             return 0.0
         return self.hardware.device.read_noise().column_sigma_us(self.hardware.crossbar.cells_per_read)
 
-    def read(self, buf: torch.Tensor, codes: torch.Tensor, alpha: torch.Tensor, read_noise: bool = True) -> xb.MVMResult:
-        """One batch of analogue MVMs on DAC codes (see :func:`avalanche_rm.hardware.crossbar.analog_mvm`)."""
+    def _prepared_for_read(self) -> xb.PreparedMVM:
+        """The MVM operands, after the checks every read makes (programmed; ADCs calibrated, else a warning)."""
         if not self.programmed:
             raise RuntimeError(f"{self.name}: the analogue array is not programmed yet; call program(seed)")
         self._warn_uncalibrated()
-        prepared, _ = self.prepared()
+        return self.prepared()[0]
+
+    def read(self, buf: torch.Tensor, codes: torch.Tensor, alpha: torch.Tensor, read_noise: bool = True) -> xb.MVMResult:
+        """One batch of analogue MVMs on DAC codes (see :func:`avalanche_rm.hardware.crossbar.analog_mvm`)."""
+        prepared = self._prepared_for_read()
         return xb.analog_mvm(self.hardware.crossbar, self.read_sigma_us(read_noise), buf, codes, alpha, self.grid,
                              prepared, noise=self.noise_source, workspace=self.workspace,
                              tap=self._collect if self._calibration is not None else None,
@@ -461,10 +465,7 @@ class AnalogArray(nn.Module):
         sum code^2 G_row, saturated conversions)``.
         """
         n_vectors = x.shape[0]
-        if not self.programmed:
-            raise RuntimeError(f"{self.name}: the analogue array is not programmed yet; call program(seed)")
-        self._warn_uncalibrated()
-        prepared, _ = self.prepared()
+        prepared = self._prepared_for_read()
         xbar = self.hardware.crossbar
         sigma = self.read_sigma_us(read_noise)
         draws = keys = None

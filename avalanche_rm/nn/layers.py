@@ -239,8 +239,8 @@ class _HybridBase(nn.Module):
     _fused_codes_inside = True
 
     def _analog_forward(self, x: torch.Tensor, phase: str | None = None) -> torch.Tensor:
-        n_d = xb.dac_levels(self.hardware.crossbar)
         if self.array.fusable():
+            n_d = xb.dac_levels(self.hardware.crossbar)
             if self._fused_codes_inside:
                 y, driven, x2g, saturated = self.array.read_fused(x, read_noise=self.analog_noise)
             else:
