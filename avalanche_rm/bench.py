@@ -28,13 +28,13 @@ def _median_time(fn, repeats: int, inner: int) -> float:
     return statistics.median(times)
 
 
-def _interleaved(fa, fb, repeats: int = 7, inner: int = 10) -> tuple[float, float]:
-    """Median times of two callables, alternated so that machine load hits both alike."""
-    ta, tb = [], []
+def _interleaved(*fns, repeats: int = 7, inner: int = 10) -> tuple[float, ...]:
+    """Median times of the callables, alternated so that machine load hits them alike."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        ta.append(_median_time(fa, 1, inner))
-        tb.append(_median_time(fb, 1, inner))
-    return statistics.median(ta), statistics.median(tb)
+        for fn, t in zip(fns, times):
+            t.append(_median_time(fn, 1, inner))
+    return tuple(statistics.median(t) for t in times)
 
 
 def module_bytes(m: nn.Module) -> int:
@@ -55,17 +55,37 @@ def _tiled_matmul(hyb: nn.Module):
 
     This is the floor any crossbar simulator with per-tile ADCs pays: the
     partial sums of every input tile exist separately before they are added.
+    A convolution's input vectors are its receptive fields, gathered into rows
+    (im2col) as any simulator that gives each field its own DAC scale must
+    (aihwkit's convolutions unfold too), where plain torch runs a direct
+    convolution; the gather here is the layer's own (two passes, see
+    ``HybridConv2d._encode``) without the scaling.
     """
     from .nn.layers import HybridConv2d
 
     def tiled(layer, x):
+        if isinstance(layer, HybridConv2d) and layer.dilation == (1, 1):
+            n, c, h, w = x.shape
+            ho, wo = layer._out_hw(h, w)
+            (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
+            xp = torch.nn.functional.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
+            patches = xp.unfold(2, kh, layer.stride[0]).unfold(3, kw, layer.stride[1])
+            cols = patches.permute(0, 1, 4, 5, 2, 3).contiguous()
+            width = layer.grid.in_padded if layer.grid.n_in_tiles > 1 else layer.in_flat
+            buf = torch.zeros(n * ho * wo, width, dtype=x.dtype, device=x.device)
+            buf[:, :layer.in_flat].view(n, ho * wo, -1).copy_(cols.view(n, -1, ho * wo).transpose(1, 2))
+            y = tiled_vectors(layer, buf, padded=True)
+            return y.view(n, ho, wo, -1).permute(0, 3, 1, 2)
         if isinstance(layer, HybridConv2d):
             return None
+        return tiled_vectors(layer, x)
+
+    def tiled_vectors(layer, x, padded: bool = False):
         p, _ = layer.array.prepared()
         t = layer.grid.n_in_tiles
         if t == 1 or p.w.dim() == 2:
             return x @ p.w.reshape(-1, p.w.shape[-1])[: x.shape[1]]
-        pad = layer.grid.in_padded - layer.grid.in_features
+        pad = 0 if padded else layer.grid.in_padded - layer.grid.in_features
         xp = torch.nn.functional.pad(x, (0, pad)) if pad else x
         return torch.bmm(xp.view(x.shape[0], t, -1).transpose(0, 1), p.w).sum(0)
 
@@ -73,10 +93,9 @@ def _tiled_matmul(hyb: nn.Module):
         h = x
         for m in hyb.base_model:
             if hasattr(m, "array"):
-                out = tiled(m, h)
-                if out is None:
+                h = tiled(m, h)
+                if h is None:
                     return None
-                h = out
             else:
                 h = m(h)
         return h
@@ -118,7 +137,7 @@ def bench_forward(preset: str, device: torch.device, fused_read: bool = False, m
             ratios = {}
             with torch.no_grad():
                 floor = _tiled_matmul(hyb)
-                if floor(x) is not None:
+                if floor(x) is not None:  # dilated convolutions: no floor
                     tp, tf = _interleaved(lambda: plain(x), lambda: floor(x))
                     ratios["tiled matmul only"] = tf / tp
                 for mode in samplers:
@@ -169,12 +188,38 @@ def bench_memory(preset: str) -> list[tuple[str, float]]:
     return rows
 
 
-def _fl_apps():
-    """(plain ClientApp, hybrid ClientApp, plain initial arrays, hybrid initial arrays) on the digits partitions.
+class _SoftwareLoRA(nn.Module):
+    """A frozen ``nn.Linear`` plus a float32 LoRA branch with its own bias (the federated adapter's shape, PEFT's
+    layer): the hybrid chip's training arithmetic without a chip, i.e. the floor of a federated hybrid round."""
 
-    Both train one local epoch on the same partitions; the plain clients train the
-    whole software model and send its state dict, the hybrid clients train LoRA on
-    their programmed chip and send the adapter.
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features).uniform_(-base.in_features ** -0.5,
+                                                                                 base.in_features ** -0.5))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        self.lora_bias = nn.Parameter(torch.zeros(base.out_features))
+        self.scaling = alpha / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling + self.lora_bias
+
+
+def _software_lora(base: nn.Module, rank: int = 4, alpha: float = 8.0) -> nn.Module:
+    for i, m in enumerate(base):
+        if isinstance(m, nn.Linear):
+            base[i] = _SoftwareLoRA(m, rank, alpha)
+    return base
+
+
+def _fl_apps():
+    """(ClientApps, initial arrays) per kind of client on the digits partitions: plain torch, software LoRA, hybrid.
+
+    All train one local epoch (Adam, lr 1e-2, batch 32) on the same partitions; the plain
+    clients train the whole software model and send its state dict, the
+    software-LoRA clients train a rank-4 adapter on the frozen software model
+    (no chip: the floor of the hybrid design's round) and the hybrid clients train
+    the same adapter on their programmed chip; both send the adapter.
     """
     from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
@@ -187,38 +232,50 @@ def _fl_apps():
 
     logging.getLogger("flwr").setLevel(logging.WARNING)  # after flwr's import, which sets its own level
     hw = get_preset("paper-180nm")
-    plain = ClientApp()
 
-    @plain.train()
-    def train(msg, ctx):
-        pid = int(ctx.node_config["partition-id"])
-        m = base_fn()
-        m.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-        d = data_fn(pid, int(ctx.node_config["num-partitions"]))
-        train_classifier(m, d.x, d.y, m.parameters(), epochs=1, batch_size=32, progress=False, seed=pid)
-        return Message(RecordDict({"arrays": ArrayRecord(m.state_dict()),
-                                   "metrics": MetricRecord({"num-examples": len(d.y)})}), reply_to=msg)
+    def software_app(make, trained) -> ClientApp:
+        app = ClientApp()
 
-    @plain.evaluate()
-    def evaluate(msg, ctx):
-        d = data_fn(int(ctx.node_config["partition-id"]), int(ctx.node_config["num-partitions"]))
-        m = base_fn()
-        m.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-        with torch.no_grad():
-            acc = float((m(d.x_test).argmax(1) == d.y_test).float().mean())
-        return Message(RecordDict({"metrics": MetricRecord({"num-examples": len(d.y_test), "accuracy": acc})}),
-                       reply_to=msg)
+        def load(msg) -> nn.Module:
+            m = make()
+            m.load_state_dict(msg.content["arrays"].to_torch_state_dict(), strict=False)
+            return m
 
+        @app.train()
+        def train(msg, ctx):
+            pid = int(ctx.node_config["partition-id"])
+            m = load(msg)
+            d = data_fn(pid, int(ctx.node_config["num-partitions"]))
+            train_classifier(m, d.x, d.y, trained(m), epochs=1, batch_size=32, progress=False, seed=pid)
+            sd = {k: v for k, v in m.state_dict().items() if k in msg.content["arrays"]}
+            return Message(RecordDict({"arrays": ArrayRecord(sd), "metrics": MetricRecord({"num-examples": len(d.y)})}),
+                           reply_to=msg)
+
+        @app.evaluate()
+        def evaluate(msg, ctx):
+            d = data_fn(int(ctx.node_config["partition-id"]), int(ctx.node_config["num-partitions"]))
+            m = load(msg)
+            with torch.no_grad():
+                acc = float((m(d.x_test).argmax(1) == d.y_test).float().mean())
+            return Message(RecordDict({"metrics": MetricRecord({"num-examples": len(d.y_test), "accuracy": acc})}),
+                           reply_to=msg)
+        return app
+
+    plain = software_app(base_fn, lambda m: m.parameters())
+    lora = software_app(lambda: _software_lora(base_fn()), lambda m: [p for p in m.parameters() if p.requires_grad])
+    lora_init = {k: v for k, v in _software_lora(base_fn()).state_dict().items() if ".lora_" in k}
     hybrid = make_client_app(base_fn, data_fn, hw, local_epochs=1, calibration_fn=calibration_fn)
     model = adapter_model(base_fn, hw, rank=4, alpha=8.0)
-    return plain, hybrid, ArrayRecord(base_fn().state_dict()), adapter_record(model)
+    return ({"plain torch": plain, "software LoRA": lora, "hybrid chips": hybrid},
+            {"plain torch": ArrayRecord(base_fn().state_dict()), "software LoRA": ArrayRecord(lora_init),
+             "hybrid chips": adapter_record(model)})
 
 
-def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float]:
-    """Seconds per federated round (in-process grid): hybrid-chip clients vs plain-torch clients."""
+def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> dict[str, float]:
+    """Seconds per federated round (in-process grid) per kind of client (see :func:`_fl_apps`), alternated."""
     from .flower import AdapterFedAvg, InProcessGrid, run_federation
 
-    plain, hybrid, plain_init, hybrid_init = _fl_apps()
+    apps, inits = _fl_apps()
 
     def one(app, init):
         grid = InProcessGrid(app, num_clients)
@@ -227,8 +284,8 @@ def bench_fl_round(num_clients: int = 5, repeats: int = 3) -> tuple[float, float
         run_federation(grid, strat, init, 1)  # first contact programs each chip: not part of a round
         return lambda: run_federation(grid, strat, init, 1)
 
-    rp, rh = one(plain, plain_init), one(hybrid, hybrid_init)
-    return _interleaved(rp, rh, repeats=repeats, inner=1)
+    kinds = list(apps)
+    return dict(zip(kinds, _interleaved(*(one(apps[k], inits[k]) for k in kinds), repeats=repeats, inner=1)))
 
 
 class _c_stderr_silenced:
@@ -323,8 +380,8 @@ def _ray_federation_run(kind: str, num_clients: int, rounds: int) -> dict[str, f
 
     from .flower import AdapterFedAvg, run_federation
 
-    plain, hybrid, plain_init, hybrid_init = _fl_apps()
-    client_app, init = (plain, plain_init) if kind == "plain torch" else (hybrid, hybrid_init)
+    apps, inits = _fl_apps()
+    client_app, init = apps[kind], inits[kind]
     times: list[float] = []
     clients: list[int] = []
     server = ServerApp()
@@ -433,9 +490,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\nmodule memory (parameters + buffers), hybrid / plain")
     for label, r in bench_memory(args.preset):
         print(f"  {label:<52s} {r:6.2f}x")
-    tp, th = bench_fl_round()
-    print(f"\nfederated round, 5 clients on digits (in-process grid): plain torch {tp:.3f} s, "
-          f"hybrid chips {th:.3f} s, ratio {th / tp:.2f}x")
+    fl = bench_fl_round()
+    tp, tl, th = fl["plain torch"], fl["software LoRA"], fl["hybrid chips"]
+    print(f"\nfederated round, 5 clients on digits (in-process grid): plain torch {tp:.3f} s, software LoRA "
+          f"(no chip; the floor) {tl:.3f} s, hybrid chips {th:.3f} s; ratio {th / tp:.2f}x (floor {tl / tp:.2f}x)")
     calls = bench_calls_per_step(fused_read=not args.no_fused)
     print("\ncalls per training step (digits MLP, batch 32; aten operators, profiler): "
           + ", ".join(f"{k} {v}" for k, v in calls.items()))

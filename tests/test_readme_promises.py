@@ -124,10 +124,13 @@ def test_bench_prints_every_section(capsys):
     out = capsys.readouterr().out
     for section in ("forward time, hybrid / plain torch, eager", "tiled matmul only", "held-out MLP ratio",
                     "write-verify programming throughput", "module memory", "federated round",
+                    "software LoRA (no chip; the floor)",
                     "federation of 2 clients on Flower's simulation engine", "ratios hybrid / plain: round time",
                     "calls per training step"):
         assert section in out
     assert "paper-180nm    exact" in out and "paper-180nm    table" in out
+    cnn = next(line for line in out.splitlines() if line.strip().startswith("CNN"))
+    assert cnn.rstrip().endswith("x"), cnn  # the convolutions' floor is measured too
 
 
 def _idx(path, arr, labels=False):
