@@ -50,17 +50,22 @@ def small_cnn() -> nn.Module:
                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
 
 
-def _tiled_matmul(hyb: nn.Module):
+def _tiled_matmul(hyb: nn.Module, grouped_tiles: bool = True):
     """The same network with each hybrid layer reduced to its per-tile matmuls and the digital sum of the tiles.
 
     This is the floor any crossbar simulator with per-tile ADCs pays: the
     partial sums of every input tile exist separately before they are added.
+    They are computed the fastest way torch offers here: on a CPU with oneDNN,
+    one grouped 1x1 convolution per layer (:func:`fused.tile_partials`, what the
+    fused read uses), else ``bmm`` (``grouped_tiles=False`` forces ``bmm``, what
+    the eager read uses).
     A convolution's input vectors are its receptive fields, gathered into rows
     (im2col) as any simulator that gives each field its own DAC scale must
     (aihwkit's convolutions unfold too), where plain torch runs a direct
     convolution; the gather here is the layer's own (two passes, see
     ``HybridConv2d._encode``) without the scaling.
     """
+    from .hardware import fused
     from .nn.layers import HybridConv2d
 
     def tiled(layer, x):
@@ -72,7 +77,8 @@ def _tiled_matmul(hyb: nn.Module):
             patches = xp.unfold(2, kh, layer.stride[0]).unfold(3, kw, layer.stride[1])
             cols = patches.permute(0, 1, 4, 5, 2, 3).contiguous()
             width = layer.grid.in_padded if layer.grid.n_in_tiles > 1 else layer.in_flat
-            buf = torch.zeros(n * ho * wo, width, dtype=x.dtype, device=x.device)
+            buf = torch.empty(n * ho * wo, width, dtype=x.dtype, device=x.device)
+            buf[:, layer.in_flat:].zero_()
             buf[:, :layer.in_flat].view(n, ho * wo, -1).copy_(cols.view(n, -1, ho * wo).transpose(1, 2))
             y = tiled_vectors(layer, buf, padded=True)
             return y.view(n, ho, wo, -1).permute(0, 3, 1, 2)
@@ -84,10 +90,17 @@ def _tiled_matmul(hyb: nn.Module):
         p, _ = layer.array.prepared()
         t = layer.grid.n_in_tiles
         if t == 1 or p.w.dim() == 2:
-            return x @ p.w.reshape(-1, p.w.shape[-1])[: x.shape[1]]
+            w = p.w.reshape(-1, p.w.shape[-1])[: x.shape[1]]
+            return fused.tile_partials(x, weights[layer], 1)[0] if grouped else x @ w
         pad = 0 if padded else layer.grid.in_padded - layer.grid.in_features
         xp = torch.nn.functional.pad(x, (0, pad)) if pad else x
+        if grouped:
+            return fused.tile_partials(xp, weights[layer], t).sum(0)
         return torch.bmm(xp.view(x.shape[0], t, -1).transpose(0, 1), p.w).sum(0)
+
+    layers = [m for m in hyb.base_model if hasattr(m, "array")]
+    grouped = grouped_tiles and bool(layers) and fused.grouped_tiles(layers[0].array.g_us.device)
+    weights = {m: fused.conv_weight(m.array.prepared()[0].w) for m in layers} if grouped else {}
 
     def run(x):
         h = x

@@ -1,6 +1,7 @@
 """The bench's floors compute what they stand for (a floor that skipped work would flatter every ratio)."""
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,7 +11,8 @@ from avalanche_rm.hardware import get_preset
 from avalanche_rm.nn import HybridConv2d, convert_to_hybrid
 
 
-def test_tiled_floor_is_the_convolution_of_the_programmed_weights():
+@pytest.mark.parametrize("grouped", [True, False])  # oneDNN grouped 1x1 convolutions (on a CPU with it), bmm
+def test_tiled_floor_is_the_convolution_of_the_programmed_weights(grouped):
     torch.manual_seed(0)
     # 144 inputs: two tiles of 128 rows (the second one padded); then one tile, stride 2
     net = nn.Sequential(nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1, stride=2),
@@ -27,7 +29,7 @@ def test_tiled_floor_is_the_convolution_of_the_programmed_weights():
             continue
         p, w_eff = m.array.prepared()
         with torch.no_grad():
-            got = _tiled_matmul(SimpleNamespace(base_model=nn.Sequential(m)))(h)
+            got = _tiled_matmul(SimpleNamespace(base_model=nn.Sequential(m)), grouped_tiles=grouped)(h)
             scale = p.out_factor * 127.0
             if isinstance(m, HybridConv2d):
                 got = got * scale.view(1, -1, 1, 1)

@@ -27,8 +27,9 @@ def fused_on():
 def _models():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(200, 48), nn.ReLU(), nn.Linear(48, 10))  # 2 input tiles, padded; 1 tile
-    cnn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(8 * 8 * 8, 5))
+    # one tile (27 inputs), then two (144 inputs: the receptive fields go in padded to whole tiles)
+    cnn = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 8 * 8, 5))
     return [("mlp", mlp, torch.rand(24, 200)), ("cnn", cnn, torch.randn(6, 3, 16, 16))]
 
 

@@ -70,6 +70,18 @@ def test_conv_patches_match_the_im2col_reference(stride, padding, dilation):
     assert torch.allclose(x.grad, xr.grad, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel,stride", [((3, 3), (1, 1)), ((3, 3), (2, 2)), ((2, 3), (3, 1)), ((1, 5), (1, 2))])
+def test_window_max_is_max_pooling(kernel, stride):
+    """Each receptive field's DAC scale comes from a running maximum that must equal max pooling exactly."""
+    import torch.nn.functional as F
+
+    from avalanche_rm.nn.layers import _window_max
+
+    a = torch.randn(3, 1, 11, 13).abs()
+    ref = F.max_pool2d(a, kernel, stride)
+    assert torch.equal(_window_max(a, kernel, stride, tuple(ref.shape[2:])), ref)
+
+
 def test_quantisation_error_stays_inside_dac_adc_bound():
     torch.manual_seed(1)
     lin = nn.Linear(300, 40)

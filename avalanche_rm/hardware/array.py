@@ -455,12 +455,14 @@ class AnalogArray(nn.Module):
         """Whether reads can take the fused compiled path now (switched on, an ADC, no calibration running)."""
         return fused.fused_enabled() and self.hardware.crossbar.adc_bits is not None and self._calibration is None
 
-    def read_fused(self, x: torch.Tensor, alpha: torch.Tensor | None = None, read_noise: bool = True
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def read_fused(self, x: torch.Tensor, alpha: torch.Tensor | None = None, read_noise: bool = True,
+                   images: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """DAC coding, MVMs and counts in one compiled call (:mod:`avalanche_rm.hardware.fused`).
 
         ``x``: input vectors ``[n, in]`` (coded inside), or, with ``alpha [n, 1]``,
-        DAC codes already made (see :func:`~avalanche_rm.hardware.crossbar.dac_encode`).
+        DAC codes already made (see :func:`~avalanche_rm.hardware.crossbar.dac_encode`; ``[n, in]``, or the
+        buffer zero-padded to whole tiles); ``images``: with codes, the number of images whose receptive
+        fields they are, to get ``y`` channels first (see :func:`~avalanche_rm.hardware.fused.codes_read`).
         Draws the same noise as :meth:`read` would. Returns ``(y, driven rows,
         sum code^2 G_row, saturated conversions)``.
         """
@@ -476,9 +478,13 @@ class AnalogArray(nn.Module):
             else:
                 draws = self.noise_source.normal((t, n_vectors, self.out_features), x.device, x.dtype)
         head = ("linear", x) if alpha is None else ("codes", x, alpha)
-        return fused.run(*head, prepared.w, prepared.inv_step, prepared.out_factor, self.g_row_sum_us, draws, keys,
-                         n_d=xb.dac_levels(xbar), n_a=xb.adc_levels(xbar), sigma=sigma, rows=xbar.rows,
-                         dac_round=xbar.dac_bits is not None)
+        extra = {"images": images} if alpha is not None else {}
+        w_conv = None
+        if fused.grouped_tiles(x.device):
+            w_conv = self._memo("_conv_weight_cache", (prepared.w,), lambda: fused.conv_weight(prepared.w))
+        return fused.run(*head, prepared.w, w_conv, prepared.inv_step, prepared.out_factor, self.g_row_sum_us, draws,
+                         keys, n_d=xb.dac_levels(xbar), n_a=xb.adc_levels(xbar), sigma=sigma, rows=xbar.rows,
+                         dac_round=xbar.dac_bits is not None, **extra)
 
     def counts(self, res: xb.MVMResult) -> tuple[torch.Tensor, torch.Tensor]:
         """(driven rows, sum of code^2 * row conductance) of a read, for the cost model."""
@@ -495,6 +501,7 @@ class AnalogArray(nn.Module):
         d = dict(self.__dict__)
         d.pop("_prepared_cache", None)  # derived data, and weak references do not pickle
         d.pop("_mean_cell_cache", None)
+        d.pop("_conv_weight_cache", None)
         d["_calibration"] = None
         return d
 

@@ -238,15 +238,19 @@ class _HybridBase(nn.Module):
     #: whether the fused read codes this layer's inputs itself (vectors) or takes codes made by :meth:`_encode`
     _fused_codes_inside = True
 
+    def _fused_to_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return y
+
     def _analog_forward(self, x: torch.Tensor, phase: str | None = None) -> torch.Tensor:
         if self.array.fusable():
             n_d = xb.dac_levels(self.hardware.crossbar)
             if self._fused_codes_inside:
                 y, driven, x2g, saturated = self.array.read_fused(x, read_noise=self.analog_noise)
-            else:
-                alpha, _, codes = self._encode(x, 0)
-                y, driven, x2g, saturated = self.array.read_fused(codes, alpha, read_noise=self.analog_noise)
-                y = self._to_output(y, x)
+            else:  # the codes go in already laid out on the tiles (padded), as the eager read takes them
+                alpha, buf, _ = self._encode(x, xb.input_pad(self.hardware.crossbar, self.grid))
+                y, driven, x2g, saturated = self.array.read_fused(buf, alpha, read_noise=self.analog_noise,
+                                                                  images=int(x.shape[0]))
+                y = self._fused_to_output(y, x)
             self._charge_read(driven, x2g, saturated, n_d, y.numel() // self.out_features, phase)
             return y
         alpha, buf, codes = self._encode(x, xb.input_pad(self.hardware.crossbar, self.grid))
@@ -494,6 +498,24 @@ class HybridLinear(_HybridBase):
         return y.reshape(*lead, self.out_features + k)
 
 
+def _window_max(a: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
+                ) -> torch.Tensor:
+    """``F.max_pool2d(a, kernel, stride)`` as a running maximum over the kernel's rows, then its columns.
+
+    The same values (a maximum is exact), from 2 (k - 1) elementwise passes: on
+    a one-channel map torch's CPU pooling ran 5-20x slower (1.3 ms against 0.07 ms
+    for a 64 x 34 x 34 map, 3x3 window, stride 1).
+    """
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out
+    rows = a[..., 0:(ho - 1) * sh + 1:sh, :]
+    for i in range(1, kh):  # a loop over the kernel's offsets, not over cells
+        rows = torch.maximum(rows, a[..., i:i + (ho - 1) * sh + 1:sh, :])
+    cols = rows[..., 0:(wo - 1) * sw + 1:sw]
+    for j in range(1, kw):
+        cols = torch.maximum(cols, rows[..., j:j + (wo - 1) * sw + 1:sw])
+    return cols
+
+
 class HybridConv2d(_HybridBase):
     """``nn.Conv2d`` (groups=1) lowered to crossbar MVMs by im2col, LoRA as conv(A) then 1x1 conv(B)."""
 
@@ -542,7 +564,7 @@ class HybridConv2d(_HybridBase):
         ph, pw = self.padding
         xp = F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
         amax = xp.abs().amax(dim=1, keepdim=True)
-        alpha = F.max_pool2d(amax, self.kernel_size, self.stride).clamp_min_(xb.ALPHA_FLOOR)  # [n, 1, ho, wo]
+        alpha = _window_max(amax, self.kernel_size, self.stride, (ho, wo)).clamp_min_(xb.ALPHA_FLOOR)  # [n, 1, ho, wo]
         patches = xp.unfold(2, kh, self.stride[0]).unfold(3, kw, self.stride[1])  # [n, c, ho, wo, kh, kw]
         # scale in im2col order [n, c, kh, kw, ho, wo] (long contiguous inner loops), then lay the
         # vectors out as rows: two vectorised passes beat one six-dimensional gather
@@ -566,6 +588,10 @@ class HybridConv2d(_HybridBase):
     def _to_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ho, wo = self._out_hw(x.shape[2], x.shape[3])
         return y.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).contiguous()
+
+    def _fused_to_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The fused read's channels-first output ``[n, out, ho * wo]`` as an image batch."""
+        return y.view(x.shape[0], self.out_channels, *self._out_hw(x.shape[2], x.shape[3]))
 
     def _input_grad(self, grad_out: torch.Tensor, in_shape: torch.Size) -> torch.Tensor:
         w = self.array.prepared()[1].view(self.out_channels, self.in_channels, *self.kernel_size)
