@@ -168,6 +168,31 @@ def bench_forward(preset: str, device: torch.device, fused_read: bool = False, m
     return rows
 
 
+def bench_gemm_backends(device: torch.device, batch: int = 256, features: int = 512, tiles: int = 4
+                        ) -> dict[str, float] | None:
+    """Milliseconds for the same products by the two routes torch offers on a CPU, or None without oneDNN.
+
+    Plain torch's ``nn.Linear`` goes through the BLAS (MKL); the fused read's per-tile products go through
+    oneDNN as one grouped 1x1 convolution (:func:`fused.tile_partials`). Which is faster depends on the CPU:
+    this line says how much of a fused ratio comes from the route rather than from less work.
+    """
+    from .hardware import fused
+
+    if not fused.grouped_tiles(device):
+        return None
+    torch.manual_seed(0)
+    x = torch.randn(batch, features, device=device).round()
+    w = torch.randn(tiles, features // tiles, features, device=device)
+    w_conv = fused.conv_weight(w)
+    lin = torch.randn(features, features, device=device)
+    with torch.no_grad():
+        t_lin, t_bmm, t_conv = _interleaved(
+            lambda: torch.nn.functional.linear(x, lin),
+            lambda: torch.bmm(x.view(batch, tiles, -1).transpose(0, 1), w),
+            lambda: fused.tile_partials(x, w_conv, tiles))
+    return {"linear (BLAS)": 1e3 * t_lin, "tile bmm (BLAS)": 1e3 * t_bmm, "tile grouped conv (oneDNN)": 1e3 * t_conv}
+
+
 def bench_programming(n_cells: int, device: torch.device, exact_for: tuple[str, ...] = ("paper-180nm",)
                       ) -> list[tuple[str, str, float, float, float]]:
     """(preset, sampler, Mcells/s, pulses per cell, fraction in window): every preset with the default table
@@ -496,6 +521,10 @@ def main(argv: list[str] | None = None) -> None:
         gaps = ", ".join(f"{c.split('(')[-1].rstrip(')')} {held[c] - bench_mlp[c]:+.2f}x" for c in NOISE_COLUMNS
                          if c in held and c in bench_mlp)
         print(f"  held-out MLP ratio minus bench MLP ratio: {gaps}\n")
+    gemm = bench_gemm_backends(dev)
+    if gemm is not None:
+        print("the same 512x512 products at batch 256 (4 tiles for the tile routes), ms: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in gemm.items()) + "\n")
     print("write-verify programming throughput (cells start at g_min, uniform targets; default sampler: exact)")
     print(f"  {'preset':<14s} {'sampler':<8s} {'Mcells/s':>9s} {'pulses/cell':>12s} {'in window':>10s}")
     for name, sampler, mcps, ppc, ok in bench_programming(args.cells, dev):

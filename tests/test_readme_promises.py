@@ -131,6 +131,10 @@ def test_bench_prints_every_section(capsys):
     assert "paper-180nm    exact" in out and "paper-180nm    table" in out
     cnn = next(line for line in out.splitlines() if line.strip().startswith("CNN"))
     assert cnn.rstrip().endswith("x"), cnn  # the convolutions' floor is measured too
+    from avalanche_rm.hardware import fused
+
+    if fused.grouped_tiles(torch.device("cpu")):
+        assert "tile grouped conv (oneDNN)" in out and "linear (BLAS)" in out
 
 
 def _idx(path, arr, labels=False):

@@ -11,8 +11,9 @@ inside the fused loop (:func:`~avalanche_rm.hardware.noise_source.counter_normal
 
 On a CPU with oneDNN (torch's MKL-DNN), the per-tile matrix products run as
 one grouped 1x1 convolution (:func:`tile_partials`): on this project's host (an
-AMD EPYC, where MKL's GEMM is slow) it is 2-3x faster than ``torch.bmm`` for
-the same partial sums, which may differ from MKL's in the last bit.
+AMD EPYC, where MKL's GEMM is slow) it is 1.7-3x faster than ``torch.bmm`` for
+the same partial sums (``python -m avalanche_rm.bench`` prints the two routes),
+which may differ from MKL's in the last bit.
 Agreement with the eager path (``tests/test_fused.py``) on the same noise
 stream: outputs to 1e-5 relative except where float rounding moves a value
 across an ADC rounding boundary (one ADC step, on at most 0.1 % of outputs;
