@@ -152,8 +152,14 @@ def _mvm(codes: torch.Tensor, alpha: torch.Tensor, w: torch.Tensor, w_conv: torc
     y = partial.clamp(-n_a, n_a).round().sum(0) * alpha * out_factor
     if images:
         y = y.view(images, b // images, out).transpose(1, 2).contiguous()
-    driven = sq.clamp(max=1.0).sum() if dac_round else torch.count_nonzero(sq).to(codes.dtype)
-    x2g = torch.dot(sq.sum(0)[:n_in], g_row_sum)
+    # the counts reduce each vector first, in the same pass over the codes as the norms, and add the vectors'
+    # sums in float64: a float32 total over a large batch drifted by 6e-5 (16384 fields of 144 codes)
+    g = F.pad(g_row_sum, (0, buf.shape[1] - n_in)) if buf.shape[1] != n_in else g_row_sum
+    x2g = (sq * g).sum(-1).double().sum().to(codes.dtype)
+    if dac_round:
+        driven = sq.clamp(max=1.0).sum(-1).double().sum().to(codes.dtype)
+    else:
+        driven = torch.count_nonzero(sq).to(codes.dtype)
     return y, driven, x2g, saturated
 
 
