@@ -62,26 +62,20 @@ def _tiled_matmul(hyb: nn.Module, grouped_tiles: bool = True):
     A convolution's input vectors are its receptive fields, gathered into rows
     (im2col) as any simulator that gives each field its own DAC scale must
     (aihwkit's convolutions unfold too), where plain torch runs a direct
-    convolution; the gather here is the layer's own (two passes, see
-    ``HybridConv2d._encode``) without the scaling.
+    convolution; the gather here is the layer's own
+    (``HybridConv2d._gather_fields``) without the DAC scaling and rounding.
     """
     from .hardware import fused
+    from .hardware.crossbar import input_pad
     from .nn.layers import HybridConv2d
 
     def tiled(layer, x):
         if isinstance(layer, HybridConv2d) and layer.dilation == (1, 1):
-            n, c, h, w = x.shape
-            ho, wo = layer._out_hw(h, w)
-            (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
-            xp = torch.nn.functional.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
-            patches = xp.unfold(2, kh, layer.stride[0]).unfold(3, kw, layer.stride[1])
-            cols = patches.permute(0, 1, 4, 5, 2, 3).contiguous()
-            width = layer.grid.in_padded if layer.grid.n_in_tiles > 1 else layer.in_flat
-            buf = torch.empty(n * ho * wo, width, dtype=x.dtype, device=x.device)
-            buf[:, layer.in_flat:].zero_()
-            buf[:, :layer.in_flat].view(n, ho * wo, -1).copy_(cols.view(n, -1, ho * wo).transpose(1, 2))
-            y = tiled_vectors(layer, buf, padded=True)
-            return y.view(n, ho, wo, -1).permute(0, 3, 1, 2)
+            ho, wo = layer._out_hw(x.shape[2], x.shape[3])
+            pad = input_pad(layer.hardware.crossbar, layer.grid)
+            buf, _ = layer._gather_fields(layer._padded(x), pad)
+            y = tiled_vectors(layer, buf, padded=bool(pad))
+            return y.view(x.shape[0], ho, wo, -1).permute(0, 3, 1, 2)
         if isinstance(layer, HybridConv2d):
             return None
         return tiled_vectors(layer, x)

@@ -554,27 +554,42 @@ class HybridConv2d(_HybridBase):
         max-pool of the channel-wise abs-max.
         """
         xbar = self.hardware.crossbar
-        ws = self.array.workspace
-        n, c, h, w = x.shape
-        ho, wo = self._out_hw(h, w)
-        kh, kw = self.kernel_size
         if self.dilation != (1, 1):
             cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
-            return xb.dac_encode(xbar, cols.transpose(1, 2).reshape(-1, self.in_flat), pad, ws)
-        ph, pw = self.padding
-        xp = F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
+            return xb.dac_encode(xbar, cols.transpose(1, 2).reshape(-1, self.in_flat), pad, self.array.workspace)
+        ho, wo = self._out_hw(x.shape[2], x.shape[3])
+        xp = self._padded(x)
         amax = xp.abs().amax(dim=1, keepdim=True)
         alpha = _window_max(amax, self.kernel_size, self.stride, (ho, wo)).clamp_min_(xb.ALPHA_FLOOR)  # [n, 1, ho, wo]
+        buf, codes = self._gather_fields(xp, pad, xb.dac_levels(xbar) / alpha, xbar.dac_bits is not None)
+        return alpha.view(-1, 1), buf, codes
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.padding
+        return F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
+
+    def _gather_fields(self, xp: torch.Tensor, pad: int, scale: torch.Tensor | None = None, round_codes: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every receptive field of the padded input ``xp`` as a row (undilated convolutions): ``(buffer
+        [fields, in + pad] with a zero tail, its [fields, in] head)``, each field times its ``scale``
+        ``[n, 1, ho, wo]`` and rounded when asked (DAC coding), else copied as is (the bench's floor)."""
+        n, c = xp.shape[:2]
+        kh, kw = self.kernel_size
+        ho, wo = (xp.shape[2] - kh) // self.stride[0] + 1, (xp.shape[3] - kw) // self.stride[1] + 1
+        ws = self.array.workspace
         patches = xp.unfold(2, kh, self.stride[0]).unfold(3, kw, self.stride[1])  # [n, c, ho, wo, kh, kw]
         # scale in im2col order [n, c, kh, kw, ho, wo] (long contiguous inner loops), then lay the
         # vectors out as rows: two vectorised passes beat one six-dimensional gather
-        cols = xb.scratch(ws, "patches", (n, c, kh, kw, ho, wo), x)
-        torch.mul(patches.permute(0, 1, 4, 5, 2, 3), (xb.dac_levels(xbar) / alpha).view(n, 1, 1, 1, ho, wo), out=cols)
-        if xbar.dac_bits is not None:
+        cols = xb.scratch(ws, "patches", (n, c, kh, kw, ho, wo), xp)
+        if scale is None:
+            cols.copy_(patches.permute(0, 1, 4, 5, 2, 3))
+        else:
+            torch.mul(patches.permute(0, 1, 4, 5, 2, 3), scale.view(n, 1, 1, 1, ho, wo), out=cols)
+        if round_codes:
             cols.round_()
-        buf, codes = xb.code_buffer(n * ho * wo, self.in_flat, pad, x, ws)
+        buf, codes = xb.code_buffer(n * ho * wo, self.in_flat, pad, xp, ws)
         codes.view(n, ho * wo, self.in_flat).copy_(cols.view(n, self.in_flat, ho * wo).transpose(1, 2))
-        return alpha.view(-1, 1), buf, codes
+        return buf, codes
 
     _fused_codes_inside = False
 
