@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from ..costs import pricing
+from ..hardware._validate import check_choice
 from ..hardware.config import HardwareConfig
-from ..hardware.noise_source import NormalSource
+from ..hardware.noise_source import PROGRAMMING_SAMPLERS, NormalSource
 from ..hardware.programming import ProgrammingReport
 from .chip import ChipModel
 from .layers import HybridConv2d, HybridLinear, _HybridBase
@@ -103,10 +104,7 @@ class HybridModel(ChipModel):
         """Where write-verify's pulse and read noise come from in later programming jobs: ``"exact"`` (default,
         torch's generator) or ``"table"`` (windows of a shared table, ~1.4x faster; see
         :func:`~avalanche_rm.hardware.programming.write_verify`). Chips programmed either way differ cell by cell."""
-        from ..hardware.noise_source import PROGRAMMING_SAMPLERS
-
-        if mode not in PROGRAMMING_SAMPLERS:
-            raise ValueError(f"programming sampler must be one of {PROGRAMMING_SAMPLERS}, got {mode!r}")
+        check_choice("", "programming sampler", mode, PROGRAMMING_SAMPLERS)
         for layer in self.hybrid_layers():
             layer.array.programming_sampler = mode
 
