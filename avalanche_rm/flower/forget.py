@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from flwr.app import ConfigRecord, MetricRecord
 
-from ..unlearning import ForgetCore, ForgetRequest, objective_names
+from ..unlearning import ForgetCore, ForgetRequest, check_method
 from ..validation import check_int
 
 #: the method name of exact sample-level unlearning on sharded client adapters
@@ -45,7 +45,7 @@ def token_ok(secret: str, partition_id: int, token: object) -> bool:
 class FederatedForgetRequest:
     """``kind="client"`` forgets a whole client (method ``"drop"``: the server drops its contribution);
     ``kind="samples"`` names sample ids on that client, honoured by ``method`` (a registered objective,
-    default ``"neg_ce"``, or ``"exact"`` on a client with sharded adapters)."""
+    default ``"neg_ce"``, with its ``options``, or ``"exact"`` on a client with sharded adapters)."""
 
     partition_id: int
     token: str
@@ -53,6 +53,7 @@ class FederatedForgetRequest:
     sample_ids: tuple[int, ...] = ()
     method: str = ""
     request_id: str = ""
+    options: dict | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,15 +68,15 @@ class FederatedForgetRequest:
             self.method = DROP
         else:
             self.method = self.method or DEFAULT_SAMPLE_METHOD
-            if self.method != EXACT and self.method not in objective_names():
-                raise ValueError(f"method must be {EXACT!r} or a registered objective {objective_names()}, "
-                                 f"got {self.method!r}")
+            # the client checks again (it knows whether it has shards); a bad name or option fails here first
+            _, self.options = check_method(self.method, self.options, ("objective", "sisa"))
         if not self.request_id:
             self.request_id = f"fl-{self.partition_id}-{self.kind}-{abs(hash(self.sample_ids)) % 10 ** 8}"
 
     def config(self) -> ConfigRecord:
         return ConfigRecord({"token": self.token, "kind": self.kind, "sample-ids": [int(i) for i in self.sample_ids],
-                             "method": self.method, "request-id": self.request_id})
+                             "method": self.method, "request-id": self.request_id,
+                             "options-json": json.dumps(self.options or {})})
 
 
 def refused(reason: str) -> dict:
@@ -87,11 +88,15 @@ def local_request(cfg, partition_id: int) -> ForgetRequest:
     kind = str(cfg.get("kind", ""))
     rid = str(cfg.get("request-id", "")) or ""
     method = str(cfg.get("method", "")) or None
+    try:
+        options = json.loads(str(cfg.get("options-json", "{}"))) or None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"options-json is not JSON: {e}") from None
     if kind == "client":
         return ForgetRequest(requester=partition_id, owner=partition_id, request_id=rid, method=method)
     if kind == "samples":
         return ForgetRequest(requester=partition_id, sample_ids=tuple(int(i) for i in cfg.get("sample-ids", [])),
-                             request_id=rid, method=method)
+                             request_id=rid, method=method, options=options if method else None)
     raise ValueError(f"unknown forget kind {kind!r}")
 
 

@@ -15,7 +15,8 @@ from typing import Iterable
 import torch
 
 from ..benchmarks.digits import tensor_dataset
-from ..unlearning import AuditLog, ForgetCore, ForgetRequest
+from ..unlearning import AuditLog, ForgetCore, ForgetRequest, JudgePolicy, Method
+from .plugins import SeenClassesMask
 
 #: strategy attributes that may hold (views of) training data after ``train()``
 _DATA_ATTRS = ("experience", "adapted_dataset", "dataloader", "mbatch", "mb_output", "loss")
@@ -29,12 +30,22 @@ class ForgetMixin:
     ``admins`` (the data controller). A refused request raises
     :class:`~avalanche_rm.unlearning.ForgetRefused` before anything changes.
     ``audit_key`` is the controller's secret for the records' data digests.
+    ``judge_policy`` bounds an approximate request's result and says what a
+    failed judgement means (:class:`~avalanche_rm.unlearning.JudgePolicy`).
+
+    A concrete strategy sets :attr:`forget_kinds` (the method kinds it runs),
+    :meth:`forget_defaults` (its own method and options) and
+    :meth:`_apply_forget`.
     """
+
+    #: method kinds this strategy can run (see :mod:`avalanche_rm.unlearning.methods`); set by each strategy
+    forget_kinds: tuple[str, ...]
 
     def _init_forgetting(self, admins: Iterable[str] = ("controller",), audit_path: str | Path | None = None,
                          eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, mia_on_forget: bool = True,
-                         audit_key: bytes | None = None) -> None:
-        self.forget_core = ForgetCore(admins, AuditLog(audit_path, audit_key), eval_data, mia_on_forget)
+                         audit_key: bytes | None = None, judge_policy: JudgePolicy | None = None) -> None:
+        self.forget_core = ForgetCore(admins, AuditLog(audit_path, audit_key), eval_data, mia_on_forget,
+                                      policy=judge_policy)
 
     # ------------------------------------------------------------ views of the core
     @property
@@ -68,8 +79,28 @@ class ForgetMixin:
     def forget(self, request: ForgetRequest) -> dict:
         """Honour ``request`` (or raise ``ForgetRefused`` with nothing changed); returns the audit record."""
         model = self.model_for_forgetting()
-        return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_forget,
-                                       purge=self.purge_hooks(), who=type(self).__name__)
+        method, options = self.forget_defaults()
+        return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_and_remask,
+                                       default_method=method, default_options=options, kinds=self.forget_kinds,
+                                       purge=self.purge_hooks(), who=type(self).__name__,
+                                       rollback=self.forget_rollback())
+
+    def _apply_and_remask(self, ids: torch.Tensor, request: ForgetRequest, method: Method, options: dict) -> dict:
+        detail = self._apply_forget(ids, request, method, options)
+        classes = self.reset_output_classes(ids)
+        return {**detail, "output_classes": classes} if classes is not None else detail
+
+    def reset_output_classes(self, ids: torch.Tensor) -> list[int] | None:
+        """Seen-class masks as a strategy that never learned ``ids`` would have them: the base's classes and
+        those of the data that remain (a mask still holding a forgotten class would disclose it was learned)."""
+        masks = [p for p in getattr(self, "plugins", []) if isinstance(p, SeenClassesMask)]
+        if not masks:
+            return None
+        reg = self.registry
+        remaining = torch.unique(reg.y[~reg.mask(ids)]).tolist()
+        for p in masks:
+            p.reset(self.model, remaining)
+        return sorted(masks[0].seen)
 
     def purge_hooks(self) -> list:
         """``(name, drop(ids) -> count)`` for every place of this strategy that may hold training data."""
@@ -116,7 +147,15 @@ class ForgetMixin:
     def model_for_forgetting(self):
         return self.model
 
-    def _apply_forget(self, ids: torch.Tensor, request: ForgetRequest) -> dict:
+    def forget_defaults(self) -> tuple[str, dict | None]:
+        """The strategy's own method (and options) for requests that name none."""
+        raise NotImplementedError
+
+    def forget_rollback(self):
+        """``(snapshot, restore)`` undoing an approximate request, or ``None`` where it cannot be undone."""
+        return None
+
+    def _apply_forget(self, ids: torch.Tensor, request: ForgetRequest, method: Method, options: dict) -> dict:
         raise NotImplementedError
 
 

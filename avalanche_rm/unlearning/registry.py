@@ -66,10 +66,20 @@ class DataRegistry:
     def mask(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.isin(self.ids, ids)
 
+    def positions(self, ids: torch.Tensor) -> torch.Tensor:
+        """Row of each of ``ids`` (in the order given); ``ValueError`` naming any id not registered."""
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        order = torch.argsort(self.ids)
+        where = torch.searchsorted(self.ids[order], ids).clamp_max(max(len(self.ids) - 1, 0))
+        rows = order[where] if len(self.ids) else where
+        bad = (self.ids[rows] != ids) if len(self.ids) else torch.ones_like(ids, dtype=torch.bool)
+        if bool(bad.any()):
+            raise ValueError(f"sample ids not registered: {ids[bad][:10].tolist()}")
+        return rows
+
     def take(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and labels of ``ids`` in the order given."""
-        pos = {int(i): k for k, i in enumerate(self.ids.tolist())}
-        rows = torch.tensor([pos[int(i)] for i in ids], dtype=torch.long)
+        rows = self.positions(ids)
         return self.x[rows], self.y[rows]
 
     def split(self, forget_ids: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:

@@ -36,9 +36,10 @@ class ForgetRequest:
     Exactly one of ``sample_ids``, ``classes`` or ``owner`` names the data.
     ``requester`` is checked by the strategy: an owner may forget its own data;
     class-level requests need a data controller (``admins`` of the strategy).
-    ``method`` optionally names a registered objective
-    (:mod:`avalanche_rm.unlearning.objectives`) for an approximate strategy or a
-    Flower client; ``None`` keeps the strategy's own.
+    ``method`` optionally names a registered method
+    (:func:`avalanche_rm.unlearning.method_names`) with its ``options`` (an
+    objective's options); ``None`` keeps the learner's own. The learner checks
+    both before anything changes.
     """
 
     requester: int | str
@@ -47,6 +48,7 @@ class ForgetRequest:
     owner: int | None = None
     request_id: str = field(default="")
     method: str | None = None
+    options: dict | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.requester, bool) or not isinstance(self.requester, (int, str)) or self.requester == "":
@@ -61,7 +63,17 @@ class ForgetRequest:
             raise ValueError("ForgetRequest needs exactly one of sample_ids, classes or owner "
                              f"(got {named})")
         if self.method is not None and (not isinstance(self.method, str) or not self.method):
-            raise ValueError(f"ForgetRequest.method must be a registered objective name or None, got {self.method!r}")
+            raise ValueError(f"ForgetRequest.method must be a registered method name or None, got {self.method!r}")
+        if self.options is not None:
+            if self.method is None:
+                raise ValueError("ForgetRequest.options need a method to apply to")
+            if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
+                raise ValueError(f"ForgetRequest.options must be a mapping of option names, got {self.options!r}")
+            try:
+                json.dumps(dict(self.options))
+            except (TypeError, ValueError):
+                raise ValueError(f"ForgetRequest.options must be JSON values, got {self.options!r}") from None
+            object.__setattr__(self, "options", dict(self.options))
         if not self.request_id:
             object.__setattr__(self, "request_id", f"req-{next(_counter)}")
 
@@ -79,13 +91,14 @@ class ForgetRequest:
         """Parse an untrusted payload (e.g. a JSON message); raises ``ValueError`` on anything malformed."""
         if not isinstance(d, Mapping):
             raise ValueError(f"forget request payload must be a mapping, got {type(d).__name__}")
-        allowed = {"requester", "sample_ids", "classes", "owner", "request_id", "kind", "method"}
+        allowed = {"requester", "sample_ids", "classes", "owner", "request_id", "kind", "method", "options"}
         unknown = set(d) - allowed
         if unknown:
             raise ValueError(f"forget request payload has unknown field(s) {sorted(unknown)}")
         if "requester" not in d:
             raise ValueError("forget request payload needs a 'requester'")
-        kw = {k: d[k] for k in ("requester", "sample_ids", "classes", "owner", "request_id", "method") if k in d}
+        kw = {k: d[k] for k in ("requester", "sample_ids", "classes", "owner", "request_id", "method", "options")
+              if k in d}
         if kw.get("request_id") is not None and not isinstance(kw["request_id"], str):
             raise ValueError(f"request_id must be a string, got {kw['request_id']!r}")
         return cls(**kw)
