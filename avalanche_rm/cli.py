@@ -45,6 +45,37 @@ def _load_config(path: Optional[Path]) -> dict:
     return data
 
 
+def _method_options(pairs: list[str] | None, config: dict) -> dict | None:
+    """``--method-option KEY=VALUE`` (repeatable; values parsed as JSON, else taken as strings), or the
+    config file's ``method_options`` table."""
+    import json
+
+    if not pairs:
+        opts = config.get("method_options")
+        if opts is not None and not isinstance(opts, dict):
+            _fail(f"method_options in the config file must be a table, got {opts!r}")
+        return opts
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--method-option must be KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _check_method(method: str, options: dict | None, kinds=("objective",)) -> None:
+    from .unlearning import check_method
+
+    try:
+        check_method(method, options, kinds)
+    except ValueError as e:
+        _fail(f"--method: {e}")
+
+
 def _need_int(option: str, value, minimum: int) -> None:
     from .validation import check_int
 
@@ -105,6 +136,7 @@ DeviceOpt = typer.Option(None, help="cpu or cuda")
 OutOpt = typer.Option(None, help="folder for report.json, report.md and plots")
 ConfigOpt = typer.Option(None, help="TOML file setting the same fields (CLI options win)")
 QuietOpt = typer.Option(False, help="no progress bars")
+MethodOptionOpt = typer.Option(None, "--method-option", help="KEY=VALUE option of the unlearning method (repeatable)")
 
 
 @app.command()
@@ -114,12 +146,15 @@ def demo(
     epochs: Optional[int] = typer.Option(None, help="pre-training epochs of the base (default 30)"),
     adapter_epochs: Optional[int] = typer.Option(None, help="epochs per learning experience (default 10)"),
     unlearn_epochs: Optional[int] = typer.Option(None, help="max epochs of approximate unlearning (default 40)"),
+    method: Optional[str] = typer.Option(None, help="approximate unlearning objective of the hybrid and full-weight "
+                                                    "strategies (default neg_ce; see avalanche_rm.unlearning)"),
+    method_option: Optional[list[str]] = MethodOptionOpt,
     device: Optional[str] = DeviceOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """The main job on bundled digits: public base, new classes on adapters, a forget request, baselines."""
+    """The main job on bundled digits: public base, new classes on adapters, two forget requests, baselines."""
     from .jobs.demo import format_demo, run_demo
 
     cfg = _load_config(config)
@@ -129,8 +164,12 @@ def demo(
     uep = _pick(unlearn_epochs, cfg, "unlearn_epochs", 40)
     for name, v in (("--epochs", ep), ("--adapter-epochs", aep), ("--unlearn-epochs", uep)):
         _need_int(name, v, 1)
+    meth = _pick(method, cfg, "method", "neg_ce")
+    opts = _method_options(method_option, cfg)
+    _check_method(meth, opts)
     rep, figs = _attempt(lambda: run_demo(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep,
-                                          unlearn_epochs=uep, device=device, progress=not quiet))
+                                          unlearn_epochs=uep, method=meth, method_options=opts, device=device,
+                                          progress=not quiet))
     typer.echo(format_demo(rep))
     _save(out, rep, lambda: figs)
 
@@ -195,6 +234,9 @@ def fl(
     ray: bool = typer.Option(False, help="run on Flower's Ray simulation engine (default: in-process grid)"),
     shards: int = typer.Option(3, help="adapter shards per client (exact sample-level unlearning needs >= 1)"),
     sample_methods: str = typer.Option("exact,neg_ce", help="methods of the two sample-level forget requests"),
+    method_option: Optional[list[str]] = MethodOptionOpt,
+    replay: bool = typer.Option(True, help="exact requests whose data reached earlier rounds replay those rounds "
+                                           "(--no-replay: recorded as approximate)"),
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -210,10 +252,14 @@ def fl(
     methods = tuple(m.strip() for m in sample_methods.split(","))
     if len(methods) != 2 or not all(methods):
         _fail(f"--sample-methods must name two methods separated by a comma, got {sample_methods!r}")
+    opts = _method_options(method_option, cfg)
+    for m in methods:
+        _check_method(m, opts if m != "exact" else None, ("objective", "sisa"))
     audit = out / "audit.jsonl" if out is not None else None
     rep, figs = _attempt(lambda: run_fl(preset=preset, seed=seed, clients=clients, rounds=rounds,
                                         forget_client=forget_client, forget_round=forget_round, ray=ray,
-                                        shards=shards, sample_methods=methods, audit_path=audit, device=device))
+                                        shards=shards, sample_methods=methods, method_options=opts, replay=replay,
+                                        audit_path=audit, device=device))
     typer.echo(f"data: {rep['data']}; engine: {rep['engine']}\n")
     typer.echo(markdown_table(rep["tables"]["rounds"]))
     typer.echo(markdown_table(rep["tables"]["forget request"]))
@@ -262,6 +308,9 @@ def scenario(
     hidden: Optional[int] = typer.Option(None, help="hidden width (speakers: 512, generation: 128 by default)"),
     composition: Optional[str] = typer.Option(None, help="faces: 'summed' (both adapters active while learning "
                                                          "the new person, default) or 'switched' (the reference code)"),
+    method: Optional[str] = typer.Option(None, help="unlearning objective instead of the recipe's (faces: neg_ce, "
+                                                    "speakers: random_label, generation: random_target)"),
+    method_option: Optional[list[str]] = MethodOptionOpt,
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -285,6 +334,12 @@ def scenario(
     hid = _pick(hidden, cfg, "hidden", None)
     data = _pick(data, cfg, "data", None)
     comp = _pick(composition, cfg, "composition", "summed")
+    meth = _pick(method, cfg, "method", None)
+    opts = _method_options(method_option, cfg)
+    if opts and meth is None:
+        _fail("--method-option needs --method (the recipe's own objective keeps the reference's options)")
+    if meth is not None:
+        _check_method(meth, opts)
     if comp not in ("summed", "switched"):
         _fail(f"--composition must be summed or switched, got {comp!r}")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
@@ -303,7 +358,7 @@ def scenario(
     rep = _attempt(lambda: run_scenario(name, data=data, preset=preset, seed=seed, device=device,
                                         epoch_scale=float(scale), noise_runs=runs, noise_sigmas_us=sigmas,
                                         calibration_sigma_us=float(calib), hidden=hid, composition=comp,
-                                        progress=not quiet),
+                                        method=meth, method_options=opts, progress=not quiet),
                    (ValueError, FileNotFoundError, RuntimeError))
     typer.echo(f"data: {rep['data']}\n")
     for tname, rows in rep["tables"].items():

@@ -29,6 +29,27 @@ def test_demo_runs_and_writes_a_valid_report(tmp_path):
         assert inf["energy_pj"] > 0 and inf["latency_ns"] > 0 and inf["pulses"] == 0
     assert "infer (per sample)" in res.output and " nJ " in res.output
     assert (tmp_path / "report.md").read_text().startswith("# avalanche-rm demo")
+    # membership figures carry their counts and intervals, or say the attack has no power; class requests a
+    # class-level measure with its interval and count
+    import re
+
+    for r in rep["tables"]["accuracy and forgetting"]:
+        for when in ("before", "after"):
+            shown = r[f"owner_mia_{when}"]
+            assert shown.startswith("no power (") or re.fullmatch(r"0\.\d\d \[0\.\d\d, [01]\.\d\d\] n=\d+/\d+", shown), shown
+            assert shown in res.output
+        assert r["class_recall_n"] > 0 and r["class_recall_lo"] <= r["forget_after"] <= r["class_recall_hi"]
+    assert "n=45" in res.output
+
+
+def test_demo_takes_the_unlearning_method_and_its_options(tmp_path):
+    res = runner.invoke(app, ["demo", *FAST, "--method", "random_label", "--method-option", "pool=retained",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["method"] == {"name": "random_label", "options": {"pool": "retained"}}
+    res = runner.invoke(app, ["demo", *FAST, "--method", "neg_ce", "--method-option", "pool=retained"])
+    assert res.exit_code == 2 and "pool" in res.output and "forget_weight" in res.output
 
 
 def test_basic_and_cost_commands(tmp_path):

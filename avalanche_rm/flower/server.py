@@ -354,11 +354,11 @@ def _replay_for(grid, strategy: AdapterFedAvg, arrays, entries: list[dict], rnd:
 
 def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num_rounds: int = 3,
                     forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None, schedule_fn=None,
-                    on_result=None, audit_path: str | Path | None = None):
+                    on_result=None, audit_path: str | Path | None = None, replay: bool = True):
     """A Flower ``ServerApp`` running :func:`run_federation` over adapter-only FedAvg.
 
     ``run_config`` (``[tool.flwr.app.config]`` under ``flwr run``) may set
-    ``num-server-rounds``; ``schedule_fn(run_config)`` may build the forget
+    ``num-server-rounds`` and ``replay``; ``schedule_fn(run_config)`` may build the forget
     schedule from it. ``on_result(result)`` receives the :class:`FederationResult`.
     """
     from flwr.app import Context
@@ -376,7 +376,8 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
         strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
         sched = schedule_fn(dict(context.run_config)) if schedule_fn is not None else forget_schedule
         result = run_federation(grid, strategy, adapter_record(model), rounds, sched,
-                                audit_path=context.run_config.get("audit-path", audit_path))
+                                audit_path=context.run_config.get("audit-path", audit_path),
+                                replay=bool(context.run_config.get("replay", replay)))
         if on_result is not None:
             on_result(result)
 

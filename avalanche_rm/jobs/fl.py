@@ -28,11 +28,15 @@ SECRET = "federation-secret"
 def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds: int = 5, forget_client: int = 2,
            forget_round: int = 3, local_epochs: int = 2, ray: bool = False, shards: int = 3,
            sample_methods: tuple[str, str] = (EXACT, "neg_ce"), samples_per_request: int = 10,
-           audit_path: str | Path | None = None, device: str = "cpu") -> tuple[dict, dict]:
+           method_options: dict | None = None, replay: bool = True, audit_path: str | Path | None = None,
+           device: str = "cpu") -> tuple[dict, dict]:
     """Returns ``(report, plots)``. ``ray=True`` runs Flower's Ray simulation engine instead of the in-process grid.
 
     ``sample_methods``: the methods of the two sample-level requests (``"exact"``
-    needs ``shards > 0``), sent to the two clients after ``forget_client``.
+    needs ``shards > 0``), sent to the two clients after ``forget_client``;
+    ``method_options`` go with the approximate ones. ``replay``: exact requests
+    whose data reached earlier rounds replay those rounds (else they are
+    recorded as approximate).
     """
     if clients < 3:
         raise ValueError(f"clients must be >= 3 (one leaves, two forget samples), got {clients!r}")
@@ -58,7 +62,8 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
         ids = dfn(pid, clients).ids
         pick = ids[torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed + pid))[:samples_per_request]]
         requests.append(FederatedForgetRequest(pid, owner_token(SECRET, pid), kind="samples",
-                                               sample_ids=tuple(sorted(pick.tolist())), method=method))
+                                               sample_ids=tuple(sorted(pick.tolist())), method=method,
+                                               options=method_options if method != EXACT else None))
     sched = {forget_round: requests}
     ref = adapter_model(bfn, hw, rank=4, alpha=8.0)
     if ray:
@@ -66,7 +71,7 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
 
         box = {}
         server = make_server_app(bfn, hw, num_rounds=rounds, forget_schedule=sched, audit_path=audit_path,
-                                 on_result=lambda r: box.setdefault("res", r))
+                                 on_result=lambda r: box.setdefault("res", r), replay=replay)
         run_simulation(server_app=server, client_app=client_app, num_supernodes=clients,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
         if "res" not in box:
@@ -75,7 +80,7 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
     else:
         grid = InProcessGrid(client_app, clients)
         strat = AdapterFedAvg(min_train_nodes=clients, min_evaluate_nodes=clients, min_available_nodes=clients)
-        res = run_federation(grid, strat, adapter_record(ref), rounds, sched, audit_path=audit_path)
+        res = run_federation(grid, strat, adapter_record(ref), rounds, sched, audit_path=audit_path, replay=replay)
     # the global adapter is evaluated on a chip the server programs itself (its own variability)
     ref.program(seed=999, calibration_data=calibration_fn(seed))
     ref.load_adapter_state_dict(ADAPTER, res.arrays.to_torch_state_dict())

@@ -80,31 +80,30 @@ class ForgetMixin:
         """Honour ``request`` (or raise ``ForgetRefused`` with nothing changed); returns the audit record."""
         model = self.model_for_forgetting()
         method, options = self.forget_defaults()
-        return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_and_remask,
+        return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_forget,
                                        default_method=method, default_options=options, kinds=self.forget_kinds,
                                        purge=self.purge_hooks(), who=type(self).__name__,
                                        rollback=self.forget_rollback())
 
-    def _apply_and_remask(self, ids: torch.Tensor, request: ForgetRequest, method: Method, options: dict) -> dict:
-        detail = self._apply_forget(ids, request, method, options)
-        classes = self.reset_output_classes(ids)
-        return {**detail, "output_classes": classes} if classes is not None else detail
-
-    def reset_output_classes(self, ids: torch.Tensor) -> list[int] | None:
+    def reset_output_classes(self, ids: torch.Tensor) -> int:
         """Seen-class masks as a strategy that never learned ``ids`` would have them: the base's classes and
-        those of the data that remain (a mask still holding a forgotten class would disclose it was learned)."""
+        those of the data that remain (a mask still holding a forgotten class would disclose it was learned).
+        A purge step, after the verification: the metrics judge what the method removed, not the mask.
+        Returns how many classes left the mask."""
         masks = [p for p in getattr(self, "plugins", []) if isinstance(p, SeenClassesMask)]
         if not masks:
-            return None
+            return 0
         reg = self.registry
         remaining = torch.unique(reg.y[~reg.mask(ids)]).tolist()
+        before = set(masks[0].seen)
         for p in masks:
             p.reset(self.model, remaining)
-        return sorted(masks[0].seen)
+        return len(before - masks[0].seen)
 
     def purge_hooks(self) -> list:
         """``(name, drop(ids) -> count)`` for every place of this strategy that may hold training data."""
-        return [("replay_buffers", self.purge_replay), ("strategy_state", self._purge_strategy_state)]
+        return [("output_classes", self.reset_output_classes), ("replay_buffers", self.purge_replay),
+                ("strategy_state", self._purge_strategy_state)]
 
     def purge_replay(self, ids: torch.Tensor) -> int:
         """Drop forgotten samples from every replay buffer (Avalanche keeps them otherwise); returns how many.

@@ -30,6 +30,8 @@ Apply = Callable[[torch.Tensor, ForgetRequest, Method, dict], dict]
 Purge = tuple[str, Callable[[torch.Tensor], int]]
 #: ``(snapshot() -> state, restore(state))``: how a learner undoes an approximate request (``on_fail="rollback"``)
 Rollback = tuple[Callable[[], Any], Callable[[Any], None]]
+#: ``measure(model, forget, retain) -> metrics`` for models :func:`~.metrics.verify` cannot read
+Measure = Callable[[Any, tuple, tuple], dict]
 
 #: ledger quantities an audit record reports
 COST_KEYS = ("energy_pj", "latency_ns", "pulses", "cells_programmed", "digital_macs", "dram_bytes")
@@ -66,7 +68,7 @@ class ForgetCore:
     def honour(self, request: ForgetRequest, *, model, ledger: CostLedger, apply: Apply, default_method: str,
                kinds: Iterable[str], default_options: Mapping | None = None, purge: Iterable[Purge] = (),
                checks: Iterable[Callable[[torch.Tensor, ForgetRequest], None]] = (), who: str = "",
-               verify_model=None, rollback: Rollback | None = None) -> dict:
+               verify_model=None, rollback: Rollback | None = None, measure: Measure | None = None) -> dict:
         """Honour ``request`` on ``model`` (or raise :class:`ForgetRefused` with nothing changed).
 
         ``apply(ids, request, method, options)`` does the unlearning and returns
@@ -75,7 +77,10 @@ class ForgetCore:
         after validation and before anything changes (each raises
         ``ForgetRefused`` to refuse); ``purge`` lists ``(name, drop(ids) ->
         count)`` for every place outside the registry that may hold the data.
-        ``verify_model`` (default ``model``) is what the metrics read. An
+        ``verify_model`` (default ``model``) is what the metrics read;
+        ``measure(model, forget, retain)`` replaces :func:`~.metrics.verify`
+        for models whose outputs are not class scores (it returns at least
+        ``forget_acc`` and ``retain_acc``, what the judge reads). An
         approximate result that fails its judgement is flagged, or with the
         policy's ``on_fail="rollback"`` undone through ``rollback`` (data kept,
         :class:`ForgetFailed` raised). Returns the audit record.
@@ -91,7 +96,13 @@ class ForgetCore:
         target = verify_model if verify_model is not None else model
         ids_in_order = self.registry.ids[self.registry.mask(ids)]
         forget, retain = self.registry.split(ids)
-        before = verify(target, forget, retain, self.eval_data, request.classes, self.with_mia, self.seed)
+        def measured() -> dict:
+            if measure is not None:
+                return {"n_forget": float(len(forget[1])), "n_retain": float(len(retain[1])),
+                        **measure(target, forget, retain)}
+            return verify(target, forget, retain, self.eval_data, request.classes, self.with_mia, self.seed)
+
+        before = measured()
         saved = rollback[0]() if rolls_back else None
         snap = ledger.snapshot()
         t0 = time.perf_counter()
@@ -99,7 +110,7 @@ class ForgetCore:
             detail = dict(apply(ids, request, method, options))
         wall = time.perf_counter() - t0
         guarantee = weaker(method.guarantee, detail.pop("guarantee", method.guarantee))
-        after = verify(target, forget, retain, self.eval_data, request.classes, self.with_mia, self.seed)
+        after = measured()
         verdict = judge(guarantee, request.classes, before, after, self.policy)
         digest = self.audit.digest(ids_in_order, *forget)
         del forget, retain
@@ -129,4 +140,4 @@ class ForgetCore:
         return self.audit.append(record)
 
 
-__all__ = ["Apply", "COST_KEYS", "ForgetCore", "ForgetFailed", "Purge", "Rollback"]
+__all__ = ["Apply", "COST_KEYS", "ForgetCore", "ForgetFailed", "Measure", "Purge", "Rollback"]

@@ -5,7 +5,8 @@ the data gives. An approximate method is judged on the metrics the core
 measured before and after it, while the data were still at hand:
 
 - **forget set**: a class request must bring the forgotten classes' accuracy
-  to about 0 (what a model that never saw them gives); a sample or owner
+  to about 0 (what a model that never saw them gives; a measure may state
+  another retrained level, e.g. a generator's chance rate); a sample or owner
   request must not raise the forget set's accuracy (by more than one sample)
   and must not push it far below the retrained level, estimated as the lower
   of its accuracy before and the test accuracy (a forgotten sample classified
@@ -80,7 +81,8 @@ def judge(guarantee: str, classes, before: dict, after: dict, policy: JudgePolic
     fb, fa = before.get("forget_acc", float("nan")), after.get("forget_acc", float("nan"))
     if classes is not None:
         recall = after.get("test_forget_class_acc", fa)
-        ref = CLASS_STOP_ACCURACY + policy.forget_tolerance
+        # a measure may state what a model never trained on the classes scores (a generator's chance level)
+        ref = after.get("forget_retrained_estimate", CLASS_STOP_ACCURACY) + policy.forget_tolerance
         checks["forget_classes_forgotten"] = {"value": recall, "at_most": ref, "ok": not _nan(recall) and recall <= ref}
     else:
         test_b = before.get("test_acc", float("nan"))

@@ -8,7 +8,8 @@ objectives up here, so a new method is one registration::
     class MyMethod(Objective):
         def loss(self, out, y, forget, ctx): ...
 
-Registered: ``neg_ce`` (class-weighted cross-entropy, the reference face task),
+Registered: ``neg_ce`` (class-weighted cross-entropy, the reference face task), ``finetune``
+(the retained data alone, the reference face baseline),
 ``random_label`` (random relabelling; the reference speaker task uses
 ``pool="retained", loss="mse"``), ``neggrad_plus`` (NegGrad+), ``scrub`` (SCRUB,
 Kurmanji et al. 2023) and ``random_target`` (the reference diffusion task's
@@ -112,6 +113,16 @@ class NegCE(Objective):
 
     def loss(self, out, y, forget, ctx):
         return weighted_ce(out, y, forget, self.options["forget_weight"])
+
+
+@register_objective("finetune")
+class FineTune(Objective):
+    """Fine-tune on the retained data alone (the "FT" baseline of the SalUn / SCRUB tables): forgotten samples
+    contribute nothing, and the model drifts away from them as it keeps training."""
+
+    def loss(self, out, y, forget, ctx):
+        keep = ~forget
+        return F.cross_entropy(out[keep], y[keep]) if bool(keep.any()) else _zero(out)
 
 
 @register_objective("random_label")
