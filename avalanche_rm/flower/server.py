@@ -235,7 +235,10 @@ def audit_line(entry: dict) -> str:
     short = {k: entry[k] for k in ("round", "partition_id", "kind", "method", "status", "guarantee", "n_samples")
              if k in entry}
     if "replay" in entry:
-        short["replay"] = entry["replay"].get("rounds", entry["replay"])
+        rep = entry["replay"]
+        short["replay"] = rep.get("rounds", rep)
+        if "energy_pj" in rep:  # what rebuilding the federation without the data cost every client together
+            short["replay_energy_uj"] = round(rep["energy_pj"] / 1e6, 2)
     if "reason" in entry:
         short["reason"] = entry["reason"]
     if rec:

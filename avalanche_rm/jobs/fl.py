@@ -20,7 +20,7 @@ from ..flower import (ADAPTER, EXACT, AdapterFedAvg, FederatedForgetRequest, InP
 from ..flower.digits_fl import base_fn, calibration_fn, data_fn
 from ..hardware import get_preset
 from ..report import hardware_report, plots
-from ..unlearning import accuracy_of, mia
+from ..unlearning import accuracy_of, format_auc, mia
 
 SECRET = "federation-secret"
 
@@ -97,7 +97,7 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
     forget_rows = [{"forgotten_client": forget_client, "round": forget_round,
                     "acc_on_forgotten_client_data": accuracy_of(ref, gone.x, gone.y),
                     "acc_on_retained_clients_data": accuracy_of(ref, xr, yr), "test_acc": accuracy_of(ref, xt, yt),
-                    "mia_loss_auc": attack["mia_loss_auc"], "mia_svc_auc": attack["mia_svc_auc"],
+                    "mia_loss_auc": format_auc(attack, "loss"), "mia_svc_auc": format_auc(attack, "svc"),
                     "honoured": len(res.audit), "refused": len(res.refused)}]
     sample_rows = []
     for e in res.audit:

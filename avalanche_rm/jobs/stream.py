@@ -23,17 +23,19 @@ from ..strategies import LoRAUnlearning, maybe_load_checkpoint, pretrain_and_pro
 from ..training import make_mlp
 
 
-def _strategy(preset: str, seed: int, sp) -> LoRAUnlearning:
+def _strategy(preset: str, seed: int, sp, method: str, method_options: dict | None) -> LoRAUnlearning:
     base = pretrain_and_program(make_mlp(), get_preset(preset), sp.public_x, sp.public_y, public=True, epochs=10,
                                 seed=seed)
-    s = LoRAUnlearning(model=base, rank=4, alpha=8, train_epochs=3, method="neg_ce", unlearn_epochs=10,
-                       eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]))
+    s = LoRAUnlearning(model=base, rank=4, alpha=8, train_epochs=3, method=method, method_options=method_options,
+                       unlearn_epochs=10, eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]))
     s.events_done = 0
     return s
 
 
-def run_stream(workdir: str | Path, preset: str = "paper-180nm", seed: int = 0) -> dict:
-    """Run (or resume) the stream in ``workdir``; writes and returns ``result.json``."""
+def run_stream(workdir: str | Path, preset: str = "paper-180nm", seed: int = 0, method: str = "neg_ce",
+               method_options: dict | None = None) -> dict:
+    """Run (or resume) the stream in ``workdir``; writes and returns ``result.json``. ``method`` (with
+    ``method_options``) is the strategy's unlearning objective."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = workdir / "checkpoint.pkl"
@@ -42,7 +44,7 @@ def run_stream(workdir: str | Path, preset: str = "paper-180nm", seed: int = 0) 
                                fixed_class_order=list(range(10)))
     test = (sp.test_x, sp.test_y)
     # a fresh strategy first (same seeds, so the same chip); a checkpoint, if any, then replaces its state
-    strategy, _ = maybe_load_checkpoint(_strategy(preset, seed, sp), str(ckpt))
+    strategy, _ = maybe_load_checkpoint(_strategy(preset, seed, sp, method, method_options), str(ckpt))
     stream = learn_forget_stream(sp.benchmark, {0: [ForgetRequest(requester=3, owner=3)],
                                                 1: [ForgetRequest(requester="controller", classes=(7,))]})
     for i, (kind, item) in enumerate(stream):
