@@ -49,7 +49,10 @@ def train_objective(model: ChipModel, params: list, objective: Objective, forget
 
     ``batch_size=None`` is full-batch (the reference face recipe: one step per
     epoch). Training stops early once the forget-set accuracy, checked on the
-    chip after each epoch, is at most ``stop_forget_acc``.
+    chip after each epoch, is at most ``stop_forget_acc``; an objective with
+    ``settle_epochs`` then runs those epochs in its settling mode, still checked
+    every epoch: if the forget set comes back above the target, forgetting
+    resumes (the budget, ``epochs``, bounds it all).
     """
     check_int(epochs, "unlearning epochs", 1)
     if not lr > 0:
@@ -89,19 +92,28 @@ def train_objective(model: ChipModel, params: list, objective: Objective, forget
             steps += 1
             if after_step is not None:
                 after_step(opt)
+        if stop_forget_acc is None or not len(yf):
+            if settle_left is not None:
+                settle_left -= 1
+                if settle_left <= 0:
+                    break
+            continue
+        model.eval()
+        with torch.no_grad():  # the stopping check is an inference on the chip: charged
+            acc = float((model(xf.to(device)).argmax(-1) == yf.to(device)).float().mean())
+        model.train()
         if settle_left is not None:
+            if acc > stop_forget_acc:
+                # the repair brought the forget set back: forgetting resumes before the budget runs out
+                settle_left, ctx.settling = None, False
+                continue
             settle_left -= 1
             if settle_left <= 0:
                 break
-        elif stop_forget_acc is not None and len(yf):
-            model.eval()
-            with torch.no_grad():  # the stopping check is an inference on the chip: charged
-                acc = float((model(xf.to(device)).argmax(-1) == yf.to(device)).float().mean())
-            model.train()
-            if acc <= stop_forget_acc:
-                if objective.settle_epochs <= 0:
-                    break
-                settle_left, ctx.settling = objective.settle_epochs, True
+        elif acc <= stop_forget_acc:
+            if objective.settle_epochs <= 0:
+                break
+            settle_left, ctx.settling = objective.settle_epochs, True
     model.eval()
     return steps
 

@@ -181,7 +181,8 @@ class Scrub(Objective):
     away from the teacher (the model before unlearning) on forgotten samples and a min-step that keeps it
     close on retained ones (KL to the teacher at temperature ``T`` plus ``gamma`` CE). As in the paper's
     schedule (max-steps only in the first epochs), once the forget set is forgotten the run continues
-    with ``settle_epochs`` of min-steps alone, which repair what the max-steps cost the retained data."""
+    with ``settle_epochs`` of min-steps alone, which repair what the max-steps cost the retained data (checked
+    every epoch: if the repair brings the forget set back, the max-steps resume)."""
 
     needs_teacher = True
 
