@@ -32,9 +32,9 @@ from torch import nn
 from ..hardware.config import HardwareConfig
 from ..nn.model import HybridModel, convert_to_hybrid
 from ..training import train_classifier
-from ..unlearning import get_objective, stop_accuracy, train_objective
+from ..unlearning import ForgetRefused, KeyDirectory, get_objective, stop_accuracy, train_objective
 from . import forget as fforget
-from .forget import EXACT, owner_token
+from .forget import EXACT
 from ..validation import check_int
 
 ADAPTER = "fl"
@@ -43,7 +43,7 @@ ADAPTER = "fl"
 # a memo of the state, never a substitute for it (Ray actors serve several nodes; the key keeps them apart).
 _CHIPS: dict[tuple[str, int, int], tuple[int, HybridModel]] = {}
 
-__all__ = ["ADAPTER", "ClientData", "adapter_model", "adapter_record", "make_client_app", "owner_token"]
+__all__ = ["ADAPTER", "ClientData", "adapter_model", "adapter_record", "make_client_app"]
 
 
 @dataclass
@@ -87,7 +87,7 @@ def _average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[
 
 def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, int], ClientData],
                     hardware: HardwareConfig, *, rank: int = 4, alpha: float = 8.0, local_epochs: int = 2,
-                    lr: float = 1e-2, batch_size: int = 32, base_seed: int = 0, secret: str = "federation-secret",
+                    lr: float = 1e-2, batch_size: int = 32, base_seed: int = 0, trust: KeyDirectory | None = None,
                     shards: int = 0, unlearn_epochs: int = 16, cache_data: bool = False,
                     calibration_fn: Callable[[], torch.Tensor] | None = None,
                     fail_partitions: tuple[int, ...] = ()) -> ClientApp:
@@ -100,7 +100,18 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
     (exact sample-level unlearning); ``cache_data`` keeps the client's training
     data in ``Context.state`` between rounds (forget requests purge it there).
     ``fail_partitions`` makes those clients raise during training (robustness tests).
+    ``trust`` is required: the :class:`~avalanche_rm.unlearning.KeyDirectory`
+    naming the federation (the audience of its requests) with each owner's
+    public key (owner id = partition id); a client honours only requests its
+    owner signed, each once.
     """
+    if not isinstance(trust, KeyDirectory):
+        raise ValueError("make_client_app needs trust=KeyDirectory(<federation name>) holding each data owner's "
+                         "public key (owner id = partition id): without it a client cannot tell its owner's forget "
+                         f"requests from anyone else's, and it does not start (got trust={trust!r})")
+    if not trust.owners and not trust.controllers:
+        raise ValueError(f"the key directory for {trust.audience!r} holds no public key: add the owners' keys "
+                         "(directory.add_owner(partition_id, key.public_key))")
     check_int(shards, "shards", 0)
     app = ClientApp()
     app_key = uuid.uuid4().hex  # two ClientApps in one process never share memo entries
@@ -246,27 +257,32 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
 
     @app.train("forget")
     def forget(msg: Message, ctx: Context) -> Message:
-        """Honour a forget request from this client's data owner (token checked), else refuse unchanged."""
+        """Honour a forget request signed by this client's data owner (once), else refuse with nothing changed."""
         pid = int(ctx.node_config["partition-id"])
-        cfg = msg.content["config"]
-        if not fforget.token_ok(secret, pid, cfg.get("token", "")):
-            return Message(RecordDict(fforget.refused("token")), reply_to=msg)
+
+        def refuse(reason: str) -> Message:
+            return Message(RecordDict(fforget.refused(reason)), reply_to=msg)
+
         try:
-            request = fforget.local_request(cfg, pid)
+            signed = fforget.parse_signed(msg.content["config"] if "config" in msg.content.config_records else {})
         except ValueError as e:
-            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
+            return refuse(str(e))
+        core = fforget.client_core(trust, fforget.load_store(ctx.state))
+        try:
+            request, principal = core.check(signed)  # signature, audience, freshness, never used: before anything
+        except ForgetRefused as e:
+            return refuse(str(e))
         method = request.method or fforget.DEFAULT_SAMPLE_METHOD
         if request.kind == "samples" and method == EXACT and not shards:
-            return Message(RecordDict(fforget.refused("exact unlearning needs a client with sharded adapters")),
-                           reply_to=msg)
+            return refuse("exact unlearning needs a client with sharded adapters")
         model, _ = load(ctx)
         before_cost = _ledger_totals(model)
         d = local(ctx, pid)
-        core = fforget.client_core(d.x, d.y, d.ids, pid, (d.x_test, d.y_test))
+        fforget.learn_local(core, d, pid)
         try:
-            core.resolve(request)
-        except ValueError as e:
-            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
+            core.resolve(signed)
+        except ForgetRefused as e:
+            return refuse(str(e))
         if "arrays" in msg.content.array_records:
             model.load_adapter_state_dict(ADAPTER, msg.content["arrays"].to_torch_state_dict())
 
@@ -305,8 +321,9 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
                 local(ctx, pid)
             return int(len(ids))
 
-        record = core.honour(request, model=model, ledger=model.ledger, apply=apply,
+        record = core.honour(signed, model=model, ledger=model.ledger, apply=apply,
                              purge=[("client_state", purge_state)], who=f"client {pid}")
+        fforget.save_store(ctx.state, core.store)  # the replay guard outlives the request
         save(ctx, model)
         # Flower's own logger: on the deployment engine this line lands in the SuperNode's log, on the chip that
         # did the work (the record itself goes back to the server's audit log)

@@ -74,12 +74,12 @@ class LoRAUnlearning(ForgetMixin, _ApproxSettings, HybridLoRA):
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-2,
                  method_options: dict | None = None, stop_forget_acc: float | None = None,
-                 n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
-                 audit_path=None, eval_data=None, audit_key: bytes | None = None, **kwargs) -> None:
+                 n_classes: int | None = None, unlearn_batch_size: int | None = None, trust=None,
+                 audit_path=None, eval_data=None, audit_key=None, store_path=None, **kwargs) -> None:
         self._set_approx(method, unlearn_epochs, unlearn_lr, method_options, stop_forget_acc, n_classes,
                          unlearn_batch_size)
         self.unlearn_adapters: list[str] = []
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path)
         super().__init__(**kwargs)
 
     def model_adaptation(self, model=None):
@@ -110,11 +110,11 @@ class FullWeightUnlearning(ForgetMixin, _ApproxSettings, AnalogFullFinetune):
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-3,
                  method_options: dict | None = None, stop_forget_acc: float | None = None,
-                 n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
-                 audit_path=None, eval_data=None, audit_key: bytes | None = None, **kwargs) -> None:
+                 n_classes: int | None = None, unlearn_batch_size: int | None = None, trust=None,
+                 audit_path=None, eval_data=None, audit_key=None, store_path=None, **kwargs) -> None:
         self._set_approx(method, unlearn_epochs, unlearn_lr, method_options, stop_forget_acc, n_classes,
                          unlearn_batch_size)
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path)
         super().__init__(**kwargs)
 
     def _apply_forget(self, ids, request) -> dict:
@@ -127,9 +127,9 @@ class FullWeightUnlearning(ForgetMixin, _ApproxSettings, AnalogFullFinetune):
 class RetrainUnlearning(ForgetMixin, RetrainAndReprogram):
     """Exact baseline: retrain a fresh model in the digital unit on everything retained, then reprogram every cell."""
 
-    def __init__(self, *, admins=("controller",), audit_path=None, eval_data=None, audit_key: bytes | None = None,
+    def __init__(self, *, trust=None, audit_path=None, eval_data=None, audit_key=None, store_path=None,
                  **kwargs) -> None:
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path)
         super().__init__(**kwargs)
 
     def train_dataset_adaptation(self, **kwargs):

@@ -66,8 +66,9 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
     def __init__(self, *, model: HybridModel, n_shards: int = 4, n_slices: int = 2, shard_by: str = "hash",
                  rank: int = 4, alpha: float = 8.0, adapter_bias: bool = True, lr: float = 1e-2,
                  epochs_per_slice: int = 5, train_mb_size: int = 32, eval_mb_size: int = 256, seed: int = 0,
-                 admins=("controller",), audit_path=None, eval_data=None, device="cpu", plugins=None,
-                 evaluator=None, mask_unseen_classes: bool = True, **base_kwargs) -> None:
+                 trust=None, audit_path=None, eval_data=None, device="cpu", plugins=None,
+                 evaluator=None, mask_unseen_classes: bool = True, audit_key=None, store_path=None,
+                 **base_kwargs) -> None:
         if not isinstance(model, HybridModel) or not model.programmed:
             raise ValueError("model must be a programmed HybridModel")
         if shard_by not in SHARD_BY:
@@ -79,7 +80,7 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
         self.rank, self.alpha, self.adapter_bias, self.lr = rank, float(alpha), adapter_bias, lr
         self.epochs_per_slice, self.seed = epochs_per_slice, seed
         self.shards: dict[int, ShardState] = {}
-        self._init_forgetting(admins, audit_path, eval_data)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path)
         placeholder = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr)
         plugins = list(plugins or [])
         if mask_unseen_classes and not any(isinstance(p, SeenClassesMask) for p in plugins):
