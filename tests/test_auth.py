@@ -19,7 +19,7 @@ from avalanche_rm.strategies import (ShardedLoRAUnlearning, maybe_load_checkpoin
 from avalanche_rm.strategies.checkpoint import CheckpointRefused
 from avalanche_rm.strategies.forgetting import snapshot_state
 from avalanche_rm.training import make_mlp
-from avalanche_rm.unlearning import (AuditKey, AuditLog, ForgetRefused, ForgetRequest, ForgottenStore, KeyDirectory,
+from avalanche_rm.unlearning import (AuditKey, AuditLog, ForgetRefused, ForgetRequest, KeyDirectory,
                                      SignedRequest, SigningKey, dataset_tensors, generate_keys, verify_log)
 
 LAB = "test lab"
@@ -262,6 +262,8 @@ def test_an_old_checkpoint_gets_every_later_request_reapplied(setup, tmp_path, m
         assert torch.equal(v, r.model.state_dict()[k]), k
     save_checkpoint(r, str(tmp_path / "new.pkl"))
     assert _found(dill.dumps(r), rows) == 0 and _found((tmp_path / "new.pkl").read_bytes(), rows) == 0
+    blob = (tmp_path / "new.pkl").read_bytes()
+    assert not any(k in blob for k in (key._secret, key._secret.hex().encode(), key._mac_key, key._digest_key))
     with pytest.raises(ValueError, match="forgotten earlier"):
         r.register_experience(sp.benchmark.train_stream[0])
     assert verify_log(tmp_path / "audit.jsonl", key).ok

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
