@@ -194,6 +194,20 @@ def test_audit_verify_names_the_first_tampered_line(tmp_path, how):
         AuditLog(path, key)
 
 
+def test_a_line_spliced_from_another_log_under_the_same_key_is_caught(tmp_path):
+    """MACs and line numbers alone would accept line 3 of another log made with the same key (the audit log and its
+    store share one): the previous-line hash does not."""
+    path, key, key_file = _log(tmp_path)
+    other = AuditLog(tmp_path / "other.jsonl", key)
+    for i in range(3):
+        other.append({"event": "honour", "n_samples": 99, "sample_ids": [i]})
+    lines = path.read_text().splitlines()
+    lines[2] = (tmp_path / "other.jsonl").read_text().splitlines()[2]
+    path.write_text("".join(line + "\n" for line in lines))
+    res = _verify(path, key_file)
+    assert res.exit_code == 1 and "line 3: previous-line hash does not match line 2" in res.output, res.output
+
+
 def test_audit_verify_catches_a_missing_head_and_a_wrong_key_and_forgives_interrupted_writes(tmp_path):
     path, key, key_file = _log(tmp_path)
     other = AuditKey.generate().save(tmp_path / "other.key")
@@ -218,6 +232,12 @@ def test_audit_verify_catches_a_missing_head_and_a_wrong_key_and_forgives_interr
     res = _verify(path, key_file)
     assert res.exit_code == 0 and "1 line(s) after the head" in res.output
     assert verify_log(path, key).lines == 7 and len(AuditLog(path, key).chain.existing_records()) == 6
+    assert _verify(path, key_file).exit_code == 0
+    # two writers on one log: the one that did not write last refuses rather than fork the chain
+    a, b = AuditLog(path, key), AuditLog(path, key)
+    a.append({"event": "honour", "n_samples": 3})
+    with pytest.raises(ValueError, match="changed since this process last wrote it"):
+        b.append({"event": "honour", "n_samples": 4})
     assert _verify(path, key_file).exit_code == 0
 
 
@@ -313,6 +333,12 @@ def test_a_checkpoint_that_cannot_be_checked_is_refused(setup, tmp_path):
     (copy_dir / "s.jsonl.head").write_text(json.dumps(head))
     with pytest.raises(CheckpointRefused, match="truncated or replaced"):
         maybe_load_checkpoint(strategy(sp, base, store_path=copy_dir / "s.jsonl", audit_key=key), ckpt)
+    # Avalanche's own loader bypasses the check: the unpickled state has no keys, so it honours nothing
+    from avalanche.checkpointing import maybe_load_checkpoint as avalanche_load
+
+    raw, _ = avalanche_load(strategy(sp, base, tmp_path, key), ckpt)
+    with pytest.raises(ForgetRefused, match="no audit key attached"):
+        raw.forget(signed(ForgetRequest(requester=3, owner=3)))
     # the explicit override loads without a store and says so in the log
     loose, _ = maybe_load_checkpoint(strategy(sp, base), ckpt, allow_unverified=True)
     assert loose.audit_log[-1]["event"] == "checkpoint-unverified"

@@ -267,6 +267,7 @@ class ChainedLog:
                 f.truncate(len(blob) - len(torn))
                 os.fsync(f.fileno())
         self.count, self.last, self.log_id = len(parts), _line_hash(parts[-1]), res.log_id
+        self._size = self.path.stat().st_size
         self._write_head()
         self._records = res.records
 
@@ -276,10 +277,18 @@ class ChainedLog:
             return [json.loads(line) for line in self.lines[1:]]
         return list(getattr(self, "_records", []))
 
+    @property
+    def writable(self) -> bool:
+        """Whether this log can append (a file log needs its key: keys are never pickled)."""
+        return self.path is None or self.key is not None
+
     def append(self, record: dict) -> dict:
-        if self.path is not None and self.key is None:
+        if not self.writable:
             raise ValueError(f"the {self.kind} at {str(self.path)!r} has no audit key attached (keys are never "
                              "pickled: re-attach the controller's key before writing)")
+        if self.path is not None and (not self.path.exists() or self.path.stat().st_size != self._size):
+            raise ValueError(f"the {self.kind} at {str(self.path)!r} changed since this process last wrote it "
+                             "(another writer, or an edit): reopen it (one writer per log)")
         return self._write(record)
 
     def _write(self, record: dict) -> dict:
@@ -299,6 +308,7 @@ class ChainedLog:
                 f.write(line + b"\n")
                 f.flush()
                 os.fsync(f.fileno())
+                self._size = f.tell()
         self.count += 1
         self.last = _line_hash(line)
         if self.path is not None:

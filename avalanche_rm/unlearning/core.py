@@ -80,6 +80,9 @@ class ForgetCore:
         if self.trust is None:
             raise ForgetRefused("this learner has no key directory (trust=KeyDirectory(...) with the owners' and "
                                 "controllers' public keys): it cannot tell who asks, so it honours no request")
+        if not (self.store.chain.writable and self.audit.chain.writable):
+            raise ForgetRefused("the forgotten-ids store or audit log has no audit key attached (this state was "
+                                "unpickled: load checkpoints with avalanche_rm.strategies.maybe_load_checkpoint)")
         principal = self.trust.verify(signed)
         if self.store.used(signed.request_id):
             raise ForgetRefused(f"request {signed.request_id} was used before (a replay)")
