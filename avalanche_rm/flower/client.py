@@ -269,7 +269,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
             return refuse(str(e))
         core = fforget.client_core(trust, fforget.load_store(ctx.state))
         try:
-            request, principal = core.check(signed)  # signature, audience, freshness, never used: before anything
+            request, _ = core.check(signed)  # signature, audience, freshness, never used: before anything
         except ForgetRefused as e:
             return refuse(str(e))
         method = request.method or fforget.DEFAULT_SAMPLE_METHOD
