@@ -237,6 +237,8 @@ def fl(
     method_option: Optional[list[str]] = MethodOptionOpt,
     replay: bool = typer.Option(True, help="exact requests whose data reached earlier rounds replay those rounds "
                                            "(--no-replay: recorded as approximate)"),
+    audit_key_file: Optional[Path] = typer.Option(None, help="the controller's audit key for --out/audit.jsonl "
+                                                             "(default: a new one, written to --out/audit.key)"),
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -256,10 +258,20 @@ def fl(
     for m in methods:
         _check_method(m, opts if m != "exact" else None, ("objective", "sisa"))
     audit = out / "audit.jsonl" if out is not None else None
+    key = None
+    if audit is not None:
+        from .unlearning import AuditKey
+
+        if audit_key_file is not None:
+            key = _attempt(lambda: AuditKey.load(audit_key_file))
+        else:
+            key = AuditKey.generate()
+            key.save(out / "audit.key")
+            typer.echo(f"a new audit key for {audit} is in {out / 'audit.key'} (keep it with the data controller)")
     rep, figs = _attempt(lambda: run_fl(preset=preset, seed=seed, clients=clients, rounds=rounds,
                                         forget_client=forget_client, forget_round=forget_round, ray=ray,
                                         shards=shards, sample_methods=methods, method_options=opts, replay=replay,
-                                        audit_path=audit, device=device))
+                                        audit_path=audit, audit_key=key, device=device))
     typer.echo(f"data: {rep['data']}; engine: {rep['engine']}\n")
     typer.echo(markdown_table(rep["tables"]["rounds"]))
     typer.echo(markdown_table(rep["tables"]["forget request"]))
@@ -443,6 +455,68 @@ def stability(
     for name, rows in rep["tables"].items():
         typer.echo(f"{name}\n{markdown_table(rows)}")
     _save(out, rep)
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="Tamper-evident logs: check the chain, MACs and head.")
+checkpoint_app = typer.Typer(no_args_is_help=True, help="Checkpoints of forgetting strategies.")
+keys_app = typer.Typer(no_args_is_help=True, help="Signing keys of owners and controllers, a learner's key directory.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(checkpoint_app, name="checkpoint")
+app.add_typer(keys_app, name="keys")
+KeyFileOpt = typer.Option(..., help="the data controller's audit key (JSON key file)")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    files: list[Path] = typer.Argument(..., help="audit log(s), forgotten-ids store(s) or federation log(s)"),
+    key_file: Path = KeyFileOpt,
+) -> None:
+    """Check every line's MAC, number and previous hash and the head; exit 1 naming the first bad line."""
+    from .jobs.audit import verify_files
+
+    results = _attempt(lambda: verify_files(files, key_file))
+    for r in results:
+        typer.echo(r.message(), err=not r.ok)
+    if not all(r.ok for r in results):
+        raise typer.Exit(code=1)
+
+
+@checkpoint_app.command("scrub")
+def checkpoint_scrub(
+    checkpoints: list[Path] = typer.Argument(..., help="checkpoint files written by save_checkpoint"),
+    store: Path = typer.Option(..., help="the forgotten-ids store (<audit>.forgotten.jsonl)"),
+    key_file: Path = KeyFileOpt,
+    audit: Optional[Path] = typer.Option(None, help="audit log for the re-applications (default: beside the store)"),
+    delete: bool = typer.Option(False, help="delete the checkpoints instead of rewriting them"),
+) -> None:
+    """Re-apply to older checkpoints every request made after them (each rewritten atomically), or delete them."""
+    from .jobs.audit import scrub_files
+
+    for r in _attempt(lambda: scrub_files(checkpoints, store, key_file, audit, delete)):
+        if r["action"] == "deleted":
+            typer.echo(f"{r['checkpoint']}: deleted")
+        else:
+            typer.echo(f"{r['checkpoint']}: {r['reapplied']} request(s) re-applied, {r['samples_forgotten']} "
+                       "sample(s) forgotten, rewritten")
+
+
+@keys_app.command("init")
+def keys_init(
+    folder: Path = typer.Argument(..., help="folder for trust.json, the private keys and audit.key"),
+    audience: str = typer.Option(..., help="the learner's or federation's name (requests are signed for it)"),
+    owners: str = typer.Option("", help="owner ids, comma-separated (e.g. 0,1,2)"),
+    controllers: str = typer.Option("", help="data controller names, comma-separated"),
+) -> None:
+    """Fresh keys: a public key directory for the learner, a private key per principal, the audit key."""
+    from .jobs.audit import init_keys
+
+    try:
+        ids = [int(o) for o in owners.split(",") if o.strip()]
+    except ValueError:
+        _fail(f"--owners must be comma-separated ints, got {owners!r}")
+    names = [c.strip() for c in controllers.split(",") if c.strip()]
+    for what, path in _attempt(lambda: init_keys(folder, audience, ids, names)).items():
+        typer.echo(f"{what}: {path}")
 
 
 @app.command()

@@ -124,10 +124,16 @@ def test_fl_command_in_process(tmp_path):
     assert rep["tables"]["forget request"][0]["honoured"] == 3
     samples = rep["tables"]["sample forget requests"]
     assert [r["method"] for r in samples] == ["exact", "neg_ce"] and all(r["client_pulses"] == 0 for r in samples)
-    log = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    genesis, *log = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert genesis["event"] == "genesis" and genesis["log"] == "federation audit log"
     assert [(e["kind"], e["method"], e["status"]) for e in log] == [("client", "drop", "honoured"),
                                                                     ("samples", "exact", "honoured"),
                                                                     ("samples", "neg_ce", "honoured")]
+    assert log[0]["n_samples"] > 0 and [e["n_samples"] for e in log[1:]] == [10, 10]  # what the clients forgot
+    assert "audit.key" in res.output and (tmp_path / "audit.key").stat().st_mode & 0o077 == 0
+    res_v = runner.invoke(app, ["audit", "verify", str(tmp_path / "audit.jsonl"), "--key-file",
+                                str(tmp_path / "audit.key")])
+    assert res_v.exit_code == 0 and "ok, 4 lines" in res_v.output, res_v.output
     assert "federation audit log" in res.output and res.output.count('{"round"') == 3
     assert all("x" not in e["client_record"] for e in log if "client_record" in e)  # ids and digests, never data
     res = runner.invoke(app, ["fl", "--forget-client", "9"])

@@ -9,7 +9,13 @@ from avalanche_rm.benchmarks import public_private_digits
 from avalanche_rm.hardware import get_preset
 from avalanche_rm.strategies import ShardedLoRAUnlearning, pretrain_and_program
 from avalanche_rm.training import make_mlp
-from avalanche_rm.unlearning import ForgetRequest, dataset_tensors
+from avalanche_rm.unlearning import ForgetRequest, dataset_tensors, generate_keys
+
+TRUST, KEYS = generate_keys("exactness lab", owners=range(5), controllers=["controller"])
+
+
+def signed(request: ForgetRequest):
+    return KEYS[request.requester].sign(request, TRUST.audience)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +28,7 @@ def setup():
 
 def sharded(base, sp, **kw):
     args = dict(n_shards=3, n_slices=2, rank=4, epochs_per_slice=3, eval_data=(sp.test_x, sp.test_y),
-                evaluator=EvaluationPlugin(loggers=[]))
+                evaluator=EvaluationPlugin(loggers=[]), trust=TRUST)
     args.update(kw)
     return ShardedLoRAUnlearning(model=copy.deepcopy(base), **args)
 
@@ -49,7 +55,7 @@ def test_class_forgetting_is_bit_identical_to_never_training_on_the_class(setup)
     _, y, ids, _ = dataset_tensors(exp.dataset)
     s1 = sharded(base, sp)
     s1.train(exp)
-    s1.forget(ForgetRequest(requester="controller", classes=(7,)))
+    s1.forget(signed(ForgetRequest(requester="controller", classes=(7,))))
     s2 = sharded(base, sp)
     s2.train(without(exp, ids[y == 7]))
     same_adapters(s1, s2)
@@ -86,7 +92,7 @@ def test_a_batchnorm_base_never_learns_private_data_and_sample_forgetting_stays_
     assert not s1.model.base_model[1].training
     after = s1.model.base_model[1].state_dict()
     assert all(torch.equal(stats[k], after[k]) for k in stats)  # running stats and batch count unchanged
-    s1.forget(ForgetRequest(requester=2, sample_ids=tuple(forget.tolist())))
+    s1.forget(signed(ForgetRequest(requester=2, sample_ids=tuple(forget.tolist()))))
     s2 = sharded(base, sp)
     s2.train(without(exp, forget))
     same_adapters(s1, s2)
@@ -96,13 +102,16 @@ def test_a_batchnorm_base_never_learns_private_data_and_sample_forgetting_stays_
 
 
 # ------------------------------------------------------------------ federated: exact after round 1 too
+FL_TRUST, FL_KEYS = generate_keys("exactness federation", owners=range(4))
+
+
 def _federation(data, sched, rounds=2, n=4, excluded_partition=None, replay=True):
     from avalanche_rm.flower import AdapterFedAvg, InProcessGrid, adapter_model, adapter_record, make_client_app
     from avalanche_rm.flower import run_federation
     from avalanche_rm.flower.digits_fl import base_fn, calibration_fn
 
     hw = get_preset("paper-180nm")
-    app = make_client_app(base_fn, data, hw, local_epochs=1, shards=2, calibration_fn=calibration_fn)
+    app = make_client_app(base_fn, data, hw, local_epochs=1, shards=2, calibration_fn=calibration_fn, trust=FL_TRUST)
     grid = InProcessGrid(app, n)
     strat = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
     if excluded_partition is not None:  # a federation that never had this client
@@ -126,7 +135,7 @@ def _same_federation(a, b, skip=()):
 
 @pytest.mark.slow
 def test_federated_exact_requests_after_round_one_replay_to_the_federation_that_never_had_the_data():
-    from avalanche_rm.flower import ClientData, FederatedForgetRequest, owner_token
+    from avalanche_rm.flower import ClientData, FederatedForgetRequest
     from avalanche_rm.flower.digits_fl import data_fn
 
     ids = tuple(data_fn(2, 4).ids[:6].tolist())
@@ -139,8 +148,7 @@ def test_federated_exact_requests_after_round_one_replay_to_the_federation_that_
         return ClientData(d.x[keep], d.y[keep], d.ids[keep], d.x_test, d.y_test)
 
     def samples():
-        return {2: [FederatedForgetRequest(2, owner_token("federation-secret", 2), kind="samples", sample_ids=ids,
-                                           method="exact")]}
+        return {2: [FederatedForgetRequest.samples(FL_KEYS[2], 2, ids, FL_TRUST.audience, method="exact")]}
 
     never = _federation(without, None)
     replayed = _federation(data_fn, samples())
@@ -153,9 +161,11 @@ def test_federated_exact_requests_after_round_one_replay_to_the_federation_that_
     assert late[2].audit[0]["guarantee"] == "approximate" and not _same_federation(late, never)
 
     # a whole client leaving after round 2: the federation that never had it
-    leave = {2: [FederatedForgetRequest(2, owner_token("federation-secret", 2))]}
-    dropped = _federation(data_fn, leave)
+    def leave():
+        return {2: [FederatedForgetRequest.client(FL_KEYS[2], 2, FL_TRUST.audience)]}
+
+    dropped = _federation(data_fn, leave())
     assert dropped[2].audit[0]["guarantee"] == "bit-identical"
     assert _same_federation(dropped, _federation(data_fn, None, excluded_partition=2), skip=(2,))
-    assert not _same_federation(_federation(data_fn, leave, replay=False),
+    assert not _same_federation(_federation(data_fn, leave(), replay=False),
                                 _federation(data_fn, None, excluded_partition=2), skip=(2,))

@@ -11,7 +11,13 @@ from avalanche_rm.strategies import LoRAUnlearning, ShardedLoRAUnlearning, pretr
 from avalanche_rm.strategies.forgetting import snapshot_state
 from avalanche_rm.training import make_mlp
 from avalanche_rm.unlearning import (ForgetFailed, ForgetRefused, ForgetRequest, JudgePolicy, dataset_tensors,
-                                     format_auc, judge, mia)
+                                     format_auc, generate_keys, judge, mia)
+
+TRUST, KEYS = generate_keys("judgement lab", owners=range(5), controllers=["controller"])
+
+
+def signed(request: ForgetRequest):
+    return KEYS[request.requester].sign(request, TRUST.audience)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +32,7 @@ def setup():
 def trained(setup):
     sp, base = setup
     s = LoRAUnlearning(model=copy.deepcopy(base), rank=8, alpha=16, train_epochs=6, eval_data=(sp.test_x, sp.test_y),
-                       evaluator=EvaluationPlugin(loggers=[]), unlearn_epochs=4)
+                       evaluator=EvaluationPlugin(loggers=[]), unlearn_epochs=4, trust=TRUST)
     s.train(sp.benchmark.train_stream[0])
     return s
 
@@ -47,7 +53,7 @@ def test_bad_method_or_options_are_refused_before_anything_changes(setup, traine
                        (ForgetRequest(requester=2, sample_ids=ids, method="exact"), "cannot run on this learner"),
                        (ForgetRequest(requester=2, sample_ids=ids, method="drop", options={"x": 1}), "cannot run")]:
         with pytest.raises(ForgetRefused, match=match):
-            s.forget(req)
+            s.forget(signed(req))
     after = snapshot_state(s)
     assert s.model.adapter_names == adapters  # no unlearning adapter was added for a request that fails later
     assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
@@ -57,11 +63,11 @@ def test_bad_method_or_options_are_refused_before_anything_changes(setup, traine
 def test_a_sharded_learner_runs_only_exact_requests(setup):
     sp, base = setup
     s = ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=2, n_slices=1, epochs_per_slice=1,
-                              evaluator=EvaluationPlugin(loggers=[]))
+                              evaluator=EvaluationPlugin(loggers=[]), trust=TRUST)
     s.train(sp.benchmark.train_stream[0])
     with pytest.raises(ForgetRefused, match="runs \\['exact'\\]"):
-        s.forget(ForgetRequest(requester=2, sample_ids=owner_ids(sp, 2, 3), method="neg_ce"))
-    rec = s.forget(ForgetRequest(requester=2, sample_ids=owner_ids(sp, 2, 3)))
+        s.forget(signed(ForgetRequest(requester=2, sample_ids=owner_ids(sp, 2, 3), method="neg_ce")))
+    rec = s.forget(signed(ForgetRequest(requester=2, sample_ids=owner_ids(sp, 2, 3))))
     assert rec["method"] == "exact" and rec["guarantee"] == "bit-identical" and rec["status"] == "honoured"
     assert rec["judgement"]["status"] == "exact"
 
@@ -100,7 +106,7 @@ def test_a_destructive_request_is_flagged_or_rolled_back(setup, trained):
     s = copy.deepcopy(trained)
     s.unlearn_lr = 0.5
     with pytest.warns(UserWarning, match="flagged"):
-        rec = s.forget(ForgetRequest(requester=3, sample_ids=ids, method="neg_ce", options=brutal))
+        rec = s.forget(signed(ForgetRequest(requester=3, sample_ids=ids, method="neg_ce", options=brutal)))
     assert rec["status"] == "flagged" and "retain_kept" in rec["judgement"]["failed"]
     assert rec["purged"]["registry"] == len(ids)  # a flag keeps the result: the data are gone
     s = copy.deepcopy(trained)
@@ -111,7 +117,7 @@ def test_a_destructive_request_is_flagged_or_rolled_back(setup, trained):
         s.model.eval()
         out_before = s.model(sp.test_x)
     with pytest.raises(ForgetFailed, match="restored") as err:
-        s.forget(ForgetRequest(requester=3, sample_ids=ids, method="neg_ce", options=brutal))
+        s.forget(signed(ForgetRequest(requester=3, sample_ids=ids, method="neg_ce", options=brutal)))
     assert err.value.record["status"] == "rolled back" and s.audit_log[-1]["status"] == "rolled back"
     assert s.model.adapter_names == adapters and s.model.active_adapters == active and len(s.registry) == n
     with torch.no_grad(), s.model.fork_read_noise(3):

@@ -36,9 +36,8 @@ from ..hardware.array import sub_seed
 from ..hardware.config import HardwareConfig
 from ..nn.model import HybridModel, convert_to_hybrid
 from ..training import train_classifier
-from ..unlearning import DataRegistry, ShardedAdapters, run_approximate
+from ..unlearning import DataRegistry, ForgetRefused, KeyDirectory, ShardedAdapters, run_approximate
 from . import forget as fforget
-from .forget import owner_token
 from ..validation import check_int
 
 ADAPTER = "fl"
@@ -47,7 +46,7 @@ ADAPTER = "fl"
 # a memo of the state, never a substitute for it (Ray actors serve several nodes; the key keeps them apart).
 _CHIPS: dict[tuple[str, int, int], tuple[int, HybridModel]] = {}
 
-__all__ = ["ADAPTER", "ClientData", "adapter_model", "adapter_record", "make_client_app", "owner_token"]
+__all__ = ["ADAPTER", "ClientData", "adapter_model", "adapter_record", "make_client_app"]
 
 
 @dataclass
@@ -84,7 +83,7 @@ def round_seed(base_seed: int, partition_id: int, server_round: int, purpose: st
 
 def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, int], ClientData],
                     hardware: HardwareConfig, *, rank: int = 4, alpha: float = 8.0, local_epochs: int = 2,
-                    lr: float = 1e-2, batch_size: int = 32, base_seed: int = 0, secret: str = "federation-secret",
+                    lr: float = 1e-2, batch_size: int = 32, base_seed: int = 0, trust: KeyDirectory | None = None,
                     shards: int = 0, unlearn_epochs: int = 16, cache_data: bool = False,
                     calibration_fn: Callable[[], torch.Tensor] | None = None,
                     fail_partitions: tuple[int, ...] = ()) -> ClientApp:
@@ -97,7 +96,18 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
     (exact sample-level unlearning); ``cache_data`` keeps the client's training
     data in ``Context.state`` between rounds (forget requests purge it there).
     ``fail_partitions`` makes those clients raise during training (robustness tests).
+    ``trust`` is required: the :class:`~avalanche_rm.unlearning.KeyDirectory`
+    naming the federation (the audience of its requests) with each owner's
+    public key (owner id = partition id); a client honours only requests its
+    owner signed, each once.
     """
+    if not isinstance(trust, KeyDirectory):
+        raise ValueError("make_client_app needs trust=KeyDirectory(<federation name>) holding each data owner's "
+                         "public key (owner id = partition id): without it a client cannot tell its owner's forget "
+                         f"requests from anyone else's, and it does not start (got trust={trust!r})")
+    if not trust.owners and not trust.controllers:
+        raise ValueError(f"the key directory for {trust.audience!r} holds no public key: add the owners' keys "
+                         "(directory.add_owner(partition_id, key.public_key))")
     check_int(shards, "shards", 0)
     app = ClientApp()
     app_key = uuid.uuid4().hex  # two ClientApps in one process never share memo entries
@@ -250,30 +260,40 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
 
     @app.train("forget")
     def forget(msg: Message, ctx: Context) -> Message:
-        """Honour a forget request from this client's data owner (token checked), else refuse unchanged."""
+        """Honour a forget request signed by this client's data owner (once), else refuse with nothing changed."""
         pid = int(ctx.node_config["partition-id"])
-        cfg = msg.content["config"]
-        if not fforget.token_ok(secret, pid, cfg.get("token", "")):
-            return Message(RecordDict(fforget.refused("token")), reply_to=msg)
+
+        def refuse(reason: str) -> Message:
+            return Message(RecordDict(fforget.refused(reason)), reply_to=msg)
+
+        cfg = msg.content["config"] if "config" in msg.content.config_records else {}
         try:
-            request = fforget.local_request(cfg, pid)
+            signed = fforget.parse_signed(cfg)
         except ValueError as e:
-            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
+            return refuse(str(e))
+        core = fforget.client_core(trust, fforget.load_store(ctx.state))
+        try:
+            request, _ = core.check(signed)  # signature, audience, freshness, never used: before anything
+        except ForgetRefused as e:
+            return refuse(str(e))
+        kinds = ("drop", "objective") + (("sisa",) if shards else ())
+        default = fforget.DROP if request.kind == "owner" else fforget.DEFAULT_SAMPLE_METHOD
+        if request.method == fforget.EXACT and not shards:
+            return refuse("exact unlearning needs a client with sharded adapters (make_client_app(shards=...))")
+        try:
+            method, _ = core.choose(request, default, None, kinds)
+        except ForgetRefused as e:
+            return refuse(str(e))
+        if method.kind == "sisa" and "shard-round" not in ctx.state.config_records:
+            return refuse("exact unlearning retrains this client's last round, and it has not trained yet")
         model, _ = load(ctx)
         before_cost = _ledger_totals(model)
         d = local(ctx, pid)
-        core = fforget.client_core(d.x, d.y, d.ids, pid, (d.x_test, d.y_test))
-        kinds = ("drop", "objective") + (("sisa",) if shards else ())
-        default = fforget.DROP if request.kind == "owner" else fforget.DEFAULT_SAMPLE_METHOD
+        fforget.learn_local(core, d, pid)
         try:
-            core.resolve(request)
-            if request.method == fforget.EXACT and not shards:
-                raise ValueError("exact unlearning needs a client with sharded adapters (make_client_app(shards=...))")
-            method, _ = core.choose(request, default, None, kinds)
-            if method.kind == "sisa" and "shard-round" not in ctx.state.config_records:
-                raise ValueError("exact unlearning retrains this client's last round, and it has not trained yet")
-        except ValueError as e:
-            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
+            core.resolve(signed)
+        except ForgetRefused as e:
+            return refuse(str(e))
         if "arrays" in msg.content.array_records:
             model.load_adapter_state_dict(ADAPTER, msg.content["arrays"].to_torch_state_dict())
         replay = bool(int(cfg.get("replay", 0)))
@@ -307,8 +327,9 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
                 local(ctx, pid)
             return int(len(ids))
 
-        record = core.honour(request, model=model, ledger=model.ledger, apply=apply, default_method=default,
+        record = core.honour(signed, model=model, ledger=model.ledger, apply=apply, default_method=default,
                              kinds=kinds, purge=[("client_state", purge_state)], who=f"client {pid}")
+        fforget.save_store(ctx.state, core.store)  # the replay guard outlives the request
         save(ctx, model)
         # Flower's own logger: on the deployment engine this line lands in the SuperNode's log, on the chip that
         # did the work (the record itself goes back to the server's audit log)

@@ -11,8 +11,9 @@ time, and the federation ends exactly where one that never had the data would
 or a client that fails during it) such a request is recorded as approximate:
 earlier rounds' global adapters, and so every client, still carry the data's
 influence. Forget requests travel as ``train.forget``
-messages carrying the owner's token; the client checks it, so a request from
-anyone else is refused there and nothing changes. As Flower strategies split
+messages carrying the owner's signed request; the server only carries it, the
+client verifies it (signature, federation name, single use), so a request from
+anyone else, or replayed, is refused there and nothing changes. As Flower strategies split
 ``configure_train``/``aggregate_train``, :class:`AdapterFedAvg` splits
 ``configure_forget`` (the message for the client) from ``aggregate_forget``
 (drop or replace its contribution, and the federation's audit entry).
@@ -30,7 +31,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from ..unlearning import get_method, weighted_average
+from ..unlearning import AuditKey, ChainedLog, get_method, weighted_average
 from .forget import FederatedForgetRequest
 
 
@@ -192,7 +193,7 @@ class AdapterFedAvg(FedAvg):
         federation's audit entry (the client's record: ids, digest, metrics, cost).
         """
         entry = {"partition_id": request.partition_id, "node": node_id, "kind": request.kind,
-                 "method": request.method, "request_id": request.request_id, "n_samples": len(request.sample_ids)}
+                 "method": request.method, "request_id": request.request_id, "n_samples": 0}
         if reply is None or reply.has_error():
             return None, {**entry, "status": "failed",
                           "reason": reply.error.reason if reply is not None and reply.has_error() else "no reply"}
@@ -205,6 +206,8 @@ class AdapterFedAvg(FedAvg):
             new = self.drop_client(node_id)
         else:
             new = self.replace_contribution(node_id, reply.content["arrays"], int(metrics["num-examples"]))
+        # the client's count of what it forgot (a whole client's request names no ids)
+        entry["n_samples"] = int(record.get("n_samples", metrics.get("forgotten", 0)))
         return new, {**entry, "status": "honoured", "client_energy_pj": float(metrics.get("energy-pj", 0.0)),
                      "client_pulses": float(metrics.get("pulses", 0.0)), "remaining_clients": len(self.contributions),
                      "client_record": record}
@@ -219,14 +222,20 @@ class FederationResult:
     pending: list[FederatedForgetRequest] = field(default_factory=list)
 
 
-def append_audit(path: str | Path | None, entry: dict) -> None:
-    """One line of the federation audit log (JSON lines)."""
+def federation_log(path: str | Path | None, key: "AuditKey | bytes | None") -> ChainedLog | None:
+    """The federation's audit log: chained and MACed under the controller's key (see ``avalanche-rm audit verify``)."""
     if path is None:
-        return
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "a") as f:
-        f.write(json.dumps(entry, default=float) + "\n")
+        return None
+    if key is None:
+        raise ValueError(f"the federation audit log {str(path)!r} needs the data controller's audit key "
+                         "(audit_key=AuditKey...): a log without a MAC key cannot prove it was not edited")
+    return ChainedLog(path, key, "federation audit log")
+
+
+def append_audit(log: ChainedLog | None, entry: dict) -> None:
+    """One line of the federation audit log."""
+    if log is not None:
+        log.append(entry)
 
 
 def audit_line(entry: dict) -> str:
@@ -265,7 +274,8 @@ def partition_map(grid: Grid) -> dict[int, int]:
 def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRecord, num_rounds: int,
                    forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None,
                    train_config: dict | None = None, queue_offline: bool = True,
-                   audit_path: str | Path | None = None, replay: bool = True) -> FederationResult:
+                   audit_path: str | Path | None = None, audit_key: "AuditKey | bytes | None" = None,
+                   replay: bool = True) -> FederationResult:
     """The ServerApp loop: train/evaluate rounds, forget requests honoured after their scheduled round.
 
     A request for a client that is offline is kept in ``result.pending`` and
@@ -274,10 +284,12 @@ def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRec
     made exact by one replay of those rounds after the round's requests
     (``replay=True``; see :meth:`AdapterFedAvg.replay`), else recorded as
     approximate. Every honoured or refused request is appended to the federation
-    audit log (``audit_path``, JSON lines) with its ``guarantee``.
+    audit log (``audit_path``: chained JSON lines MACed under ``audit_key``, the
+    controller's key) with its ``guarantee``.
     """
     if num_rounds < 1:
         raise ValueError(f"num_rounds must be >= 1, got {num_rounds!r}")
+    log = federation_log(audit_path, audit_key)
     arrays = initial_arrays
     res = FederationResult(arrays)
     forget_schedule = forget_schedule or {}
@@ -303,7 +315,7 @@ def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRec
         for entry in entries:
             entry.pop("needs_replay", None)
             (res.audit if entry["status"] == "honoured" else res.refused).append(entry)
-            append_audit(audit_path, entry)
+            append_audit(log, entry)
     res.arrays = arrays
     return res
 
@@ -357,12 +369,15 @@ def _replay_for(grid, strategy: AdapterFedAvg, arrays, entries: list[dict], rnd:
 
 def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num_rounds: int = 3,
                     forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None, schedule_fn=None,
-                    on_result=None, audit_path: str | Path | None = None, replay: bool = True):
+                    on_result=None, audit_path: str | Path | None = None, audit_key: "AuditKey | bytes | None" = None,
+                    replay: bool = True):
     """A Flower ``ServerApp`` running :func:`run_federation` over adapter-only FedAvg.
 
     ``run_config`` (``[tool.flwr.app.config]`` under ``flwr run``) may set
     ``num-server-rounds`` and ``replay``; ``schedule_fn(run_config)`` may build the forget
     schedule from it. ``on_result(result)`` receives the :class:`FederationResult`.
+    An audit log (``audit_path``, or ``audit-path`` in the run config) needs the
+    controller's ``audit_key``.
     """
     from flwr.app import Context
     from flwr.serverapp import ServerApp
@@ -379,7 +394,7 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
         strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
         sched = schedule_fn(dict(context.run_config)) if schedule_fn is not None else forget_schedule
         result = run_federation(grid, strategy, adapter_record(model), rounds, sched,
-                                audit_path=context.run_config.get("audit-path", audit_path),
+                                audit_path=context.run_config.get("audit-path", audit_path), audit_key=audit_key,
                                 replay=bool(context.run_config.get("replay", replay)))
         if on_result is not None:
             on_result(result)

@@ -11,7 +11,7 @@ from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 from tqdm.auto import tqdm
 
 from ..benchmarks import public_private_digits
-from ..unlearning import ForgetRequest, accuracy_of, format_auc
+from ..unlearning import ForgetRequest, accuracy_of, format_auc, generate_keys
 from ..hardware import get_preset
 from ..report import hardware_report, plots
 from ..strategies import FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, pretrain_and_program
@@ -51,7 +51,9 @@ def run_demo(preset: str = "paper-180nm", seed: int = 0, epochs: int = 30, adapt
     test = (sp.test_x.to(device), sp.test_y.to(device))
     acc_base = accuracy_of(base, *test)
     rows_acc, rows_cost, energy, ba, curves = [], [], {}, {}, {}
-    ev = dict(eval_data=test, device=device)
+    # the data controller signs the class request; each strategy holds only its public key
+    trust, keys = generate_keys("avalanche-rm demo", owners=[forget_owner], controllers=["controller"])
+    ev = dict(eval_data=test, device=device, trust=trust)
     for name in tqdm(STRATEGIES, desc="strategies", disable=not progress):
         torch.manual_seed(seed)
         quiet = EvaluationPlugin(loggers=[])
@@ -72,11 +74,13 @@ def run_demo(preset: str = "paper-180nm", seed: int = 0, epochs: int = 30, adapt
             s.train(exp)
             accs.append(accuracy_of(chip, *test))
         curves[name] = [acc_base] + accs
-        rec = s.forget(ForgetRequest(requester="controller", classes=(forget_class,)))
+        rec = s.forget(keys["controller"].sign(ForgetRequest(requester="controller", classes=(forget_class,)),
+                                               trust.audience))
         b, a = rec["metrics_before"], rec["metrics_after"]
         ba[name] = (b["test_forget_class_acc"], a["test_forget_class_acc"], b["test_retain_class_acc"],
                     a["test_retain_class_acc"])
-        own = s.forget(ForgetRequest(requester=forget_owner, owner=forget_owner))
+        own = s.forget(keys[forget_owner].sign(ForgetRequest(requester=forget_owner, owner=forget_owner),
+                                               trust.audience))
         ob, oa = own["metrics_before"], own["metrics_after"]
         rows_acc.append({"strategy": name, "acc_base": acc_base, "acc_exp1": accs[0], "acc_exp2": accs[1],
                          "forget_before": ba[name][0], "forget_after": ba[name][1], "retain_before": ba[name][2],

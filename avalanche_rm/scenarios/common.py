@@ -14,7 +14,7 @@ from ..hardware.programming import ProgrammingReport
 from ..nn.model import HybridModel, convert_to_hybrid
 from ..nn.reference import dense_reference
 from ..training import LossFn, run_epochs
-from ..unlearning import ForgetCore, ForgetRequest, ObjectiveContext, get_objective
+from ..unlearning import ForgetCore, ForgetRequest, ObjectiveContext, generate_keys, get_objective
 from ..validation import check_int
 
 
@@ -121,6 +121,8 @@ class ScenarioForgetting:
         self.test, self.method, self.options = test, method, dict(options or {})
         self.alive = torch.ones(len(y), dtype=torch.bool)
         self.records: dict[str, dict] = {}
+        # the scenario plays the data controller: it signs its own class request for each design
+        self._trust, self._keys = generate_keys("scenario", controllers=["controller"])
 
     def honour(self, design: str, model: HybridModel, run: Callable[[str, dict], None], *, last: bool = False,
                measure=None, method: str | None = None, options: dict | None = None) -> dict:
@@ -128,9 +130,9 @@ class ScenarioForgetting:
         own, default the scenario's); ``last`` purges the scenario's rows."""
         method = method or self.method
         options = dict(options or {}) if method != self.method or options is not None else self.options
-        core = ForgetCore(admins=("controller",), eval_data=self.test, with_mia=False)
+        core = ForgetCore(self._trust, eval_data=self.test, with_mia=False)
         rows = self.rows
-        core.registry.add(self.x[rows], self.y[rows], rows.clone(), self.y[rows].clone())
+        core.learn(self.x[rows], self.y[rows], rows.clone(), self.y[rows].clone())
 
         def apply(ids, request, method, options) -> dict:
             run(method.name, options)
@@ -142,7 +144,8 @@ class ScenarioForgetting:
 
         request = ForgetRequest(requester="controller", classes=tuple(self.classes), method=method,
                                 options=options or None)
-        rec = core.honour(request, model=model, ledger=model.ledger, apply=apply, default_method=method,
+        signed = self._keys["controller"].sign(request, self._trust.audience)
+        rec = core.honour(signed, model=model, ledger=model.ledger, apply=apply, default_method=method,
                           default_options=options, kinds=("objective",), who=f"scenario ({design})",
                           purge=[("scenario_data", purge)] if last else (), measure=measure)
         self.records[design] = rec

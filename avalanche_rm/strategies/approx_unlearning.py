@@ -63,13 +63,14 @@ class LoRAUnlearning(_ApproxSettings, ForgetMixin, HybridLoRA):
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-2,
                  method_options: dict | None = None, stop_forget_acc: float | None = None,
-                 n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
-                 audit_path=None, eval_data=None, audit_key: bytes | None = None,
+                 n_classes: int | None = None, unlearn_batch_size: int | None = None, trust=None,
+                 audit_path=None, eval_data=None, audit_key=None, store_path=None,
                  judge_policy: JudgePolicy | None = None, **kwargs) -> None:
         self._set_approx(method, unlearn_epochs, unlearn_lr, method_options, stop_forget_acc, n_classes,
                          unlearn_batch_size)
         self.unlearn_adapters: list[str] = []
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key, judge_policy=judge_policy)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path,
+                              judge_policy=judge_policy)
         super().__init__(**kwargs)
 
     def model_adaptation(self, model=None):
@@ -114,12 +115,13 @@ class FullWeightUnlearning(_ApproxSettings, ForgetMixin, AnalogFullFinetune):
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-3,
                  method_options: dict | None = None, stop_forget_acc: float | None = None,
-                 n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
-                 audit_path=None, eval_data=None, audit_key: bytes | None = None,
+                 n_classes: int | None = None, unlearn_batch_size: int | None = None, trust=None,
+                 audit_path=None, eval_data=None, audit_key=None, store_path=None,
                  judge_policy: JudgePolicy | None = None, **kwargs) -> None:
         self._set_approx(method, unlearn_epochs, unlearn_lr, method_options, stop_forget_acc, n_classes,
                          unlearn_batch_size)
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key, judge_policy=judge_policy)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path,
+                              judge_policy=judge_policy)
         super().__init__(**kwargs)
 
     def _apply_forget(self, ids, request, method, options) -> dict:
@@ -135,9 +137,10 @@ class RetrainUnlearning(ForgetMixin, RetrainAndReprogram):
 
     forget_kinds = ("retrain",)
 
-    def __init__(self, *, admins=("controller",), audit_path=None, eval_data=None, audit_key: bytes | None = None,
+    def __init__(self, *, trust=None, audit_path=None, eval_data=None, audit_key=None, store_path=None,
                  judge_policy: JudgePolicy | None = None, **kwargs) -> None:
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key, judge_policy=judge_policy)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path,
+                              judge_policy=judge_policy)
         super().__init__(**kwargs)
 
     def forget_defaults(self) -> tuple[str, None]:

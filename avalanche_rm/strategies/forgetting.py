@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
 from ..benchmarks.digits import tensor_dataset
-from ..unlearning import AuditLog, ForgetCore, ForgetRequest, JudgePolicy, Method
+from ..unlearning import (AuditKey, AuditLog, ForgetCore, ForgetRequest, ForgottenStore, JudgePolicy, KeyDirectory,
+                          Method, SignedRequest)
 from .plugins import SeenClassesMask
 
 #: strategy attributes that may hold (views of) training data after ``train()``
@@ -23,13 +23,19 @@ _DATA_ATTRS = ("experience", "adapted_dataset", "dataloader", "mbatch", "mb_outp
 
 
 class ForgetMixin:
-    """Registry, authorisation, purge and audit for an Avalanche strategy, through the unlearning core.
+    """Registry, authentication, authorisation, purge, store and audit for an Avalanche strategy, via the core.
 
-    Authorisation: an owner (``requester`` = owner id) may forget its own
-    samples or all of its data; class-level requests need a requester listed in
-    ``admins`` (the data controller). A refused request raises
+    ``trust``: the strategy's :class:`~avalanche_rm.unlearning.KeyDirectory`
+    (its name, and the public keys of the owners and the data controllers).
+    A request is honoured only when signed by its requester's key for this
+    strategy's name and never used before: an owner may forget its own samples
+    or all of its data; class-level requests need a data controller's
+    signature. A refused request raises
     :class:`~avalanche_rm.unlearning.ForgetRefused` before anything changes.
-    ``audit_key`` is the controller's secret for the records' data digests.
+    ``audit_path`` / ``audit_key``: the chained, MACed audit log and the
+    controller's :class:`~avalanche_rm.unlearning.AuditKey` (also the key of
+    the records' data digests); ``store_path``: the durable forgotten-ids store
+    (default: beside the audit log, ``<audit>.forgotten.jsonl``).
     ``judge_policy`` bounds an approximate request's result and says what a
     failed judgement means (:class:`~avalanche_rm.unlearning.JudgePolicy`).
 
@@ -41,10 +47,14 @@ class ForgetMixin:
     #: method kinds this strategy can run (see :mod:`avalanche_rm.unlearning.methods`); set by each strategy
     forget_kinds: tuple[str, ...]
 
-    def _init_forgetting(self, admins: Iterable[str] = ("controller",), audit_path: str | Path | None = None,
+    def _init_forgetting(self, trust: KeyDirectory | None = None, audit_path: str | Path | None = None,
                          eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, mia_on_forget: bool = True,
-                         audit_key: bytes | None = None, judge_policy: JudgePolicy | None = None) -> None:
-        self.forget_core = ForgetCore(admins, AuditLog(audit_path, audit_key), eval_data, mia_on_forget,
+                         audit_key: AuditKey | bytes | None = None, store_path: str | Path | None = None,
+                         judge_policy: JudgePolicy | None = None) -> None:
+        if store_path is None and audit_path is not None:
+            store_path = default_store_path(audit_path)
+        store = ForgottenStore(store_path, audit_key)
+        self.forget_core = ForgetCore(trust, AuditLog(audit_path, audit_key), eval_data, mia_on_forget, store=store,
                                       policy=judge_policy)
 
     # ------------------------------------------------------------ views of the core
@@ -61,23 +71,28 @@ class ForgetMixin:
         return self.forget_core.eval_data
 
     @property
-    def admins(self) -> set:
-        return self.forget_core.admins
+    def trust(self) -> KeyDirectory | None:
+        return self.forget_core.trust
 
     @property
     def forgotten_ids(self) -> torch.Tensor:
         return self.forget_core.forgotten_ids
 
     def register_experience(self, experience):
-        return self.forget_core.registry.add_experience(experience)
+        """Register an experience's samples (refused if it holds a sample forgotten earlier)."""
+        return self.forget_core.learn_experience(experience)
 
-    def resolve(self, request: ForgetRequest) -> torch.Tensor:
-        """Sample ids a request covers; raises ``ForgetRefused`` (nothing changes) if not allowed."""
+    def resolve(self, request: SignedRequest) -> torch.Tensor:
+        """Sample ids a signed request covers; raises ``ForgetRefused`` (nothing changes) if not allowed."""
         return self.forget_core.resolve(request)
 
     # ------------------------------------------------------------ the verb
-    def forget(self, request: ForgetRequest) -> dict:
-        """Honour ``request`` (or raise ``ForgetRefused`` with nothing changed); returns the audit record."""
+    def forget(self, request: SignedRequest) -> dict:
+        """Honour a signed request (or raise ``ForgetRefused`` with nothing changed); returns the audit record.
+
+        ``request`` is ``key.sign(ForgetRequest(...), audience=strategy.trust.audience)``
+        signed by its requester; a plain :class:`ForgetRequest` is refused.
+        """
         model = self.model_for_forgetting()
         method, options = self.forget_defaults()
         return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_forget,
@@ -99,6 +114,13 @@ class ForgetMixin:
         for p in masks:
             p.reset(self.model, remaining)
         return len(before - masks[0].seen)
+
+    def reapply(self, entry: dict, reason: str = "") -> dict:
+        """Run a request from the forgotten-ids store again (after loading an older checkpoint)."""
+        model = self.model_for_forgetting()
+        return self.forget_core.reapply(entry, model=model, ledger=model.ledger, apply=self._apply_forget,
+                                        kinds=self.forget_kinds, purge=self.purge_hooks(), who=type(self).__name__,
+                                        reason=reason)
 
     def purge_hooks(self) -> list:
         """``(name, drop(ids) -> count)`` for every place of this strategy that may hold training data."""
@@ -158,6 +180,12 @@ class ForgetMixin:
         raise NotImplementedError
 
 
+def default_store_path(audit_path: str | Path) -> Path:
+    """Where the forgotten-ids store lives by default: beside the audit log."""
+    p = Path(audit_path)
+    return p.with_name(f"{p.stem}.forgotten.jsonl")
+
+
 def materialized_subset(dataset, keep: list[int]):
     """A new dataset holding copies of the ``keep`` samples only.
 
@@ -182,4 +210,6 @@ def snapshot_state(strategy) -> dict:
     """Deep copy of what a refused request must leave untouched (for tests and debugging)."""
     return {"model": copy.deepcopy(strategy.model_for_forgetting().state_dict()),
             "ledger": strategy.model_for_forgetting().ledger.state_dict(),
-            "audit": copy.deepcopy(strategy.audit_log), "registry": len(strategy.registry)}
+            "audit": copy.deepcopy(strategy.audit_log), "registry": len(strategy.registry),
+            "store": [e["request_id"] for e in strategy.forget_core.store.entries],
+            "forgotten": strategy.forgotten_ids.tolist()}

@@ -41,15 +41,16 @@ class ShardedLoRAUnlearning(ForgetMixin, SupervisedTemplate):
     def __init__(self, *, model: HybridModel, n_shards: int = 4, n_slices: int = 2, shard_by: str = "hash",
                  rank: int = 4, alpha: float = 8.0, adapter_bias: bool = True, lr: float = 1e-2,
                  epochs_per_slice: int = 5, train_mb_size: int = 32, eval_mb_size: int = 256, seed: int = 0,
-                 admins=("controller",), audit_path=None, eval_data=None, device="cpu", plugins=None,
-                 evaluator=None, mask_unseen_classes: bool = True, audit_key: bytes | None = None,
+                 trust=None, audit_path=None, eval_data=None, device="cpu", plugins=None,
+                 evaluator=None, mask_unseen_classes: bool = True, audit_key=None, store_path=None,
                  judge_policy=None, **base_kwargs) -> None:
         if not isinstance(model, HybridModel) or not model.programmed:
             raise ValueError("model must be a programmed HybridModel")
         if shard_by not in SHARD_BY:
             raise ValueError(f"shard_by must be one of {SHARD_BY}, got {shard_by!r}")
         check_int(train_mb_size, "train_mb_size", 1)
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key, judge_policy=judge_policy)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path,
+                              judge_policy=judge_policy)
         self.sisa = ShardedAdapters(model, self.registry, n_shards=n_shards, n_slices=n_slices, shard_by=shard_by,
                                     rank=rank, alpha=alpha, bias=adapter_bias, lr=lr, epochs=epochs_per_slice,
                                     batch_size=train_mb_size, seed=seed, device=device,

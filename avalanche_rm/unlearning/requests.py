@@ -1,8 +1,8 @@
 """Forget requests: what to forget, who asks, and (optionally) which method honours it."""
 from __future__ import annotations
 
-import itertools
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 from ..validation import check_int
@@ -10,9 +10,6 @@ from ..validation import check_int
 
 class ForgetRefused(ValueError):
     """A forget request that cannot be honoured; nothing was changed."""
-
-
-_counter = itertools.count()
 
 
 def _int_tuple(name: str, values) -> tuple[int, ...] | None:
@@ -34,8 +31,11 @@ class ForgetRequest:
     """What to forget and who asks.
 
     Exactly one of ``sample_ids``, ``classes`` or ``owner`` names the data.
-    ``requester`` is checked by the strategy: an owner may forget its own data;
-    class-level requests need a data controller (``admins`` of the strategy).
+    ``requester`` names who signs it: an owner id (an owner may forget its own
+    data) or a data controller's name (class-level requests need one). A
+    request is honoured only when signed by that requester's key (see
+    :mod:`avalanche_rm.unlearning.auth`); ``request_id`` is a single-use random
+    id (a replay of it is refused).
     ``method`` optionally names a registered method
     (:func:`avalanche_rm.unlearning.method_names`) with its ``options`` (an
     objective's options); ``None`` keeps the learner's own. The learner checks
@@ -75,7 +75,10 @@ class ForgetRequest:
                 raise ValueError(f"ForgetRequest.options must be JSON values, got {self.options!r}") from None
             object.__setattr__(self, "options", dict(self.options))
         if not self.request_id:
-            object.__setattr__(self, "request_id", f"req-{next(_counter)}")
+            object.__setattr__(self, "request_id", f"req-{secrets.token_hex(16)}")
+        elif not isinstance(self.request_id, str) or len(self.request_id) > 128:
+            raise ValueError(f"ForgetRequest.request_id must be a string of at most 128 characters, "
+                             f"got {self.request_id!r:.80}")
 
     @property
     def kind(self) -> str:
