@@ -78,16 +78,27 @@ def unlearning_row(name: str, record: dict, retrain: dict | None = None) -> dict
 
     ``TA_before`` (what the strategy had learned), UA, RA, TA and MIA-efficacy
     in %, RTE in s, the hardware bill (energy,
-    latency, pulses, cells written) and, given the record of retraining without
-    the data (``retrain``), the average gap to it in % points.
+    latency, pulses, cells written), the record's guarantee and status and,
+    given the record of retraining without the data (``retrain``), the average
+    gap to it in % points. MIA-efficacy reads ``"no power"`` where the attack
+    could not tell members from non-members, and ``"class-level"`` for class
+    requests (their measure is ``class_recall``: the forgotten classes' held-out
+    recall, with its 95 % interval).
     """
     a, b = record["metrics_after"], record["metrics_before"]
     c = record["cost"]
     row = {"method": name, "TA_before": 100.0 * b.get("TA", float("nan"))}
     for k in GAP_KEYS:
         row[k] = 100.0 * a.get(k, float("nan"))
+    if "class_recall_n" in a:
+        row["MIA-efficacy"] = "class-level"
+        row["class_recall"] = (f"{100 * a['test_forget_class_acc']:.1f} [{100 * a['class_recall_lo']:.0f}, "
+                               f"{100 * a['class_recall_hi']:.0f}]")
+    elif "mia_svc_has_power" in a and not a["mia_svc_has_power"]:
+        row["MIA-efficacy"] = "no power"
     row.update({"RTE_s": record["wall_time_s"], "energy_uJ": c["energy_pj"] / 1e6, "latency_ms": c["latency_ns"] / 1e6,
-                "pulses": c["pulses"], "cells_written": c["cells_programmed"]})
+                "pulses": c["pulses"], "cells_written": c["cells_programmed"],
+                "guarantee": record.get("guarantee", ""), "status": record.get("status", "")})
     if retrain is not None:
         row["gap_to_retrain"] = 100.0 * gap_to_retrain(a, retrain["metrics_after"])
     return row
