@@ -3,8 +3,9 @@
 The mixin registers each learned experience's samples with the unlearning core
 (:class:`~avalanche_rm.unlearning.ForgetCore`) and, on a request, hands it the
 strategy's model, its unlearning action and the places Avalanche keeps data
-that must be purged: replay buffers, the current experience, the adapted
-dataset, the data loader and the last minibatch.
+that must be purged: every plugin, optimiser and gradient (each handled or the
+request refused before anything changes, see :mod:`.holders`), the current
+experience, the adapted dataset, the data loader and the last minibatch.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch
 
 from ..benchmarks.digits import tensor_dataset
 from ..unlearning import AuditLog, ForgetCore, ForgetRequest
+from ..unlearning.holders import HOLDERS, ForgetContext
+from .holders import strategy_holders
 
 #: strategy attributes that may hold (views of) training data after ``train()``
 _DATA_ATTRS = ("experience", "adapted_dataset", "dataloader", "mbatch", "mb_output", "loss")
@@ -35,6 +38,9 @@ class ForgetMixin:
                          eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, mia_on_forget: bool = True,
                          audit_key: bytes | None = None) -> None:
         self.forget_core = ForgetCore(admins, AuditLog(audit_path, audit_key), eval_data, mia_on_forget)
+        #: ``(sample_ids, task_label)`` of every learned experience, in training order (ids only, never data):
+        #: holders that keep per-experience state (EWC, MAS) rebuild an experience's retained rows from it
+        self.learned_experiences: list[tuple[torch.Tensor, int]] = []
 
     # ------------------------------------------------------------ views of the core
     @property
@@ -58,7 +64,10 @@ class ForgetMixin:
         return self.forget_core.forgotten_ids
 
     def register_experience(self, experience):
-        return self.forget_core.registry.add_experience(experience)
+        out = self.forget_core.registry.add_experience(experience)
+        labels = getattr(experience, "task_labels", None) or [0]
+        self.learned_experiences.append((out[2].clone(), int(labels[0])))
+        return out
 
     def resolve(self, request: ForgetRequest) -> torch.Tensor:
         """Sample ids a request covers; raises ``ForgetRefused`` (nothing changes) if not allowed."""
@@ -66,42 +75,36 @@ class ForgetMixin:
 
     # ------------------------------------------------------------ the verb
     def forget(self, request: ForgetRequest) -> dict:
-        """Honour ``request`` (or raise ``ForgetRefused`` with nothing changed); returns the audit record."""
+        """Honour ``request`` (or raise ``ForgetRefused`` with nothing changed); returns the audit record.
+
+        After the request resolves and before anything runs, every holder
+        (:meth:`data_holders`) is checked: one that cannot be purged refuses the
+        request. The record's ``purged["holders"]`` says what each holder gave up.
+        """
         model = self.model_for_forgetting()
+        ctx = self.forget_context(request, self.resolve(request))
+        checked = HOLDERS.check(self.data_holders(), ctx)
         return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_forget,
-                                       purge=self.purge_hooks(), who=type(self).__name__)
+                                       purge=[("holders", lambda ids: self.purge_holders(checked, ctx))]
+                                       + self.purge_hooks(), who=type(self).__name__)
+
+    def forget_context(self, request: ForgetRequest, ids: torch.Tensor) -> ForgetContext:
+        """What holders see of a request: its ids and rows (held for the request only, never stored)."""
+        x, y = self.registry.take(ids)
+        return ForgetContext(request, ids, x, y, host=self)
+
+    def data_holders(self) -> list:
+        """``(label, holder)`` for every plugin, optimiser state and gradient this strategy holds."""
+        return strategy_holders(self)
+
+    @staticmethod
+    def purge_holders(checked: list, ctx: ForgetContext) -> dict:
+        """Run the purge of every checked holder; ``{label: what it removed}`` for those that held anything."""
+        return HOLDERS.purge(checked, ctx)
 
     def purge_hooks(self) -> list:
-        """``(name, drop(ids) -> count)`` for every place of this strategy that may hold training data."""
-        return [("replay_buffers", self.purge_replay), ("strategy_state", self._purge_strategy_state)]
-
-    def purge_replay(self, ids: torch.Tensor) -> int:
-        """Drop forgotten samples from every replay buffer (Avalanche keeps them otherwise); returns how many.
-
-        Every buffer is rebuilt from copies of its kept samples: Avalanche's
-        subsets are views that keep the whole source tensor alive.
-        """
-        idset = set(int(i) for i in ids)
-        removed = 0
-        for plugin in getattr(self, "plugins", []):
-            policy = getattr(plugin, "storage_policy", None)
-            if policy is None:
-                continue
-            groups = list(getattr(policy, "buffer_groups", {}).values()) or [policy]
-            for group in groups:
-                ds = getattr(group, "buffer", None)
-                if ds is None or len(ds) == 0:
-                    continue
-                if not hasattr(ds, "sample_ids"):
-                    raise ValueError(f"{type(plugin).__name__} holds samples without 'sample_ids': forgotten data "
-                                     "could not be found in it; build datasets with benchmarks.tensor_dataset")
-                keep = [k for k, sid in enumerate(ds.sample_ids) if int(sid) not in idset]
-                removed += len(ds) - len(keep)
-                # rebuilt even when nothing of it is forgotten: a lazy view keeps the whole source tensor
-                group.buffer = materialized_subset(ds, keep)
-                if hasattr(group, "_buffer_weights") and len(group._buffer_weights) == len(ds):
-                    group._buffer_weights = group._buffer_weights[torch.tensor(keep, dtype=torch.long)]
-        return removed
+        """``(name, drop(ids) -> count)`` for every other place of this strategy that may hold training data."""
+        return [("strategy_state", self._purge_strategy_state)]
 
     def _purge_strategy_state(self, ids: torch.Tensor) -> int:
         """Drop what the last training run left on the strategy (experience, datasets, loader, minibatch)."""

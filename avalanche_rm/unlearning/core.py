@@ -50,7 +50,7 @@ class ForgetCore:
 
         ``apply(ids, request)`` does the unlearning and returns what it changed;
         it runs inside ledger phase ``unlearn``. ``purge`` lists ``(name,
-        drop(ids) -> count)`` for every place outside the registry that may hold
+        drop(ids) -> count or {part: what it removed})`` for every place outside the registry that may hold
         the data. ``verify_model`` (default ``model``) is what the metrics read.
         Returns the audit record.
         """
@@ -70,7 +70,8 @@ class ForgetCore:
         del forget, retain
         purged = {"registry": self.registry.remove(ids)}
         for name, drop in purge:
-            purged[name] = int(drop(ids))
+            out = drop(ids)
+            purged[name] = out if isinstance(out, dict) else int(out)  # a count, or what each part gave up
         self.forgotten_ids = torch.cat([self.forgotten_ids, ids])
         spent = ledger.total_since(snap)
         record = {"request": request.to_dict(), "by": who, "n_samples": int(len(ids)),
