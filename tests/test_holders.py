@@ -77,7 +77,11 @@ def world():
     sp = public_private_digits(2, public_fraction=0.3, n_owners=5, seed=0, public_classes=range(5))
     base = pretrain_and_program(make_mlp(), get_preset("paper-180nm"), sp.public_x, sp.public_y, public=True,
                                 epochs=10)
-    exps = list(sp.benchmark.train_stream)
+    exps = []
+    for e in sp.benchmark.train_stream:  # every other row: the matrix trains many strategies
+        half = copy.copy(e)
+        half.dataset = e.dataset.subset(range(0, len(e.dataset), 2))
+        exps.append(half)
     xs, ys, idss, owns = zip(*(dataset_tensors(e.dataset) for e in exps))
     samples = idss[1][owns[1] == 2][:8]                # owner 2's, all in the last experience
     cls = int(ys[1][0])                                  # a class of the last experience only
@@ -194,6 +198,20 @@ def ewc_recomputed(p, s, world):
     assert all(torch.equal(p.saved_params[last][k].data, q.data) for k, q in s.model.named_parameters())
 
 
+def class_sets(p) -> list[set]:
+    """The class labels a plugin keeps (storage-policy groups by class, distilled units, old classes)."""
+    out = []
+    pol = getattr(p, "storage_policy", None)
+    if isinstance(pol, ClassBalancedBuffer) or getattr(pol, "groupby", None) == "class":
+        out += [set(pol.buffer_groups), set(getattr(pol, "seen_classes", getattr(pol, "seen_groups", set())))]
+    lwf = getattr(p, "lwf", None)
+    if lwf is not None:
+        out += [set(c) for c in lwf.prev_classes_by_task.values()]
+    if isinstance(p, ICaRLLossPlugin):
+        out.append(set(p.old_classes))
+    return out
+
+
 def fill_early_stopping(p, s, world):
     s.eval(world.sp.benchmark.test_stream)  # the metric its own _update_best reads, as between epochs
     p._update_best(s)
@@ -225,9 +243,10 @@ def _t(attr, inner=None):
 CASES: dict[str, Case] = {
     # ---- replay: every storage policy; memories
     "ReplayPlugin": Case(lambda s: ReplayPlugin(200), "ok"),
-    "ReplayPlugin+ClassBalancedBuffer": Case(lambda s: ReplayPlugin(200, storage_policy=ClassBalancedBuffer(200)), "ok"),
-    "ReplayPlugin+ReservoirSamplingBuffer": Case(lambda s: ReplayPlugin(200, storage_policy=ReservoirSamplingBuffer(200)),
-                                                 "ok"),
+    "ReplayPlugin+ClassBalancedBuffer": Case(
+        lambda s: ReplayPlugin(200, storage_policy=ClassBalancedBuffer(200)), "ok"),
+    "ReplayPlugin+ReservoirSamplingBuffer": Case(
+        lambda s: ReplayPlugin(200, storage_policy=ReservoirSamplingBuffer(200)), "ok"),
     "ReplayPlugin+ParametricBuffer": Case(
         lambda s: ReplayPlugin(200, storage_policy=ParametricBuffer(200, groupby="class")), "ok"),
     "GDumbPlugin": Case(lambda s: GDumbPlugin(200), "ok", fill=fill_gdumb),
@@ -346,7 +365,8 @@ def ok_runs(world, tmp_path_factory):
         s, plugins, labels = with_plugins(strategy, world, names)
         assert plugins["EarlyStoppingPlugin"].best_state is not None  # something to drop
         res = {"labels": labels, "after": {n: [] for n in names}, "rows_in_plugin": {n: 0 for n in names},
-               "listed": {n: 0 for n in names}, "fingerprints": [], "state_left": 0}
+               "listed": {n: 0 for n in names}, "fingerprints": [], "state_left": 0,
+               "class_sets": {n: 0 for n in names}, "class_left": {n: 0 for n in names}}
         for req in world.requests:
             pre = adapter_tensors(s)
             rec = s.forget(req)
@@ -355,6 +375,10 @@ def ok_runs(world, tmp_path_factory):
             rows = forgotten_rows(world, s)
             for n, p in plugins.items():
                 res["rows_in_plugin"][n] += found(live_blob(p), rows)
+                sets = class_sets(p)
+                res["class_sets"][n] += len(sets)
+                if req.kind == "classes":  # a class with no retained row leaves every class set
+                    res["class_left"][n] += sum(c in cs for c in req.classes for cs in sets)
                 res["listed"][n] += labels[n] in rec["purged"]["holders"]
                 if CASES[n].after is not None:
                     try:
@@ -485,6 +509,7 @@ def test_plugin_purged_on_every_request(name, strategy, ok_runs):
     run, case = ok_runs[strategy], CASES[name]
     assert run["after"][name] == [], run["after"][name]
     assert run["rows_in_plugin"][name] == 0, "forgotten rows left in the plugin"
+    assert run["class_left"][name] == 0, "a forgotten class is left in the plugin's class set"
     ctl = run["control"]
     if case.kind == "rows":
         assert run["listed"][name] > 0, "the record does not say what it purged"
@@ -517,6 +542,14 @@ def test_nothing_of_the_forgotten_data_is_left_in_pickle_checkpoint_or_live_tens
         if strategy == "sharded":
             assert adapters > 0, f"control: no dropped adapter in the {where}"
     assert ctl["state_left"] > 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_class_sets_were_checked(strategy, ok_runs):
+    """Plugins that keep class sets (class-balanced buffers, LwF, iCaRL's loss) were among those checked."""
+    have = [n for n, k in ok_runs[strategy]["class_sets"].items() if k]
+    assert {"ReplayPlugin+ClassBalancedBuffer", "ReplayPlugin+ParametricBuffer", "GDumbPlugin", "LwFPlugin",
+            "ICaRLLossPlugin"} <= set(have), have
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -568,10 +601,11 @@ def test_every_stock_plugin_is_in_the_matrix():
                and any(h.applies(_instance_stub(c)) for h in HOLDERS.handlers())}
     missing = sorted(c.__name__ for c in stock if c.__name__ not in abstract and c.__name__ not in handled)
     assert missing == [], f"no forget handler for {missing}"
-    in_matrix = {n.split("+")[-1].split("(")[0] for n in CASES} | {"Clock", "PeriodicEval", "EvaluationPlugin",
-                                                                    "InteractiveLogger", "TextLogger", "CSVLogger",
-                                                                    "WandBLogger", "LearningWithoutForgetting",
-                                                                    "ExperienceBalancedBuffer", "_ParametricSingleBuffer"}
+    # in every strategy (Clock, PeriodicEval, EvaluationPlugin), inside a case (LwF's method, the default and
+    # grouped buffers), or loggers that keep aggregates only (CSV and W&B need a folder or an account)
+    implicit = {"Clock", "PeriodicEval", "EvaluationPlugin", "LearningWithoutForgetting", "ExperienceBalancedBuffer",
+                "_ParametricSingleBuffer", "InteractiveLogger", "TextLogger", "CSVLogger", "WandBLogger"}
+    in_matrix = {n.split("+")[-1].split("(")[0] for n in CASES} | implicit
     assert sorted(handled - in_matrix) == []
     assert all(t for t in treatments().values()), "every handler says what it does"
 
@@ -672,3 +706,33 @@ def test_mas_after_one_experience_is_recomputed(world):
     assert all(torch.equal(p.importance[k].data, want[k].data) for k in want)
     assert any(not torch.equal(p.importance[k].data, old[k]) for k in old)
     assert all(torch.equal(p.params[k].data, q.data) for k, q in s.model.named_parameters())
+
+
+def _without(world: World, ids: torch.Tensor) -> list:
+    """The experiences as they would have been without the samples ``ids``."""
+    out = []
+    for e in world.exps:
+        _, _, eids, _ = dataset_tensors(e.dataset)
+        keep = torch.nonzero(~torch.isin(eids, ids)).flatten().tolist()
+        e2 = copy.copy(e)
+        e2.dataset = e.dataset.subset(keep)
+        out.append(e2)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["samples", "owner"])
+def test_lwf_teacher_after_an_exact_request_is_the_never_trained_teacher(kind, world):
+    """Sharded (exact) unlearning: the purged LwF teacher is bit for bit the one training without the data leaves
+    (for an owner request: without the dropped adapter)."""
+    req = next(r for r in world.requests if r.kind == kind)
+    s = build("sharded", world, plugins=[LwFPlugin()])
+    for e in world.exps:
+        s.train(e)
+    rec = s.forget(req)
+    assert rec["purged"]["holders"]["LwFPlugin"]["teacher_replaced"] == 1
+    never = build("sharded", world, plugins=[LwFPlugin()])
+    for e in _without(world, s.forgotten_ids):
+        never.train(e)
+    assert adapters_equal(s.plugins[0].lwf.prev_model, never.plugins[0].lwf.prev_model)
+    if kind == "owner":
+        assert "shard3" not in s.plugins[0].lwf.prev_model.adapter_names

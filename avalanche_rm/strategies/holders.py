@@ -151,12 +151,12 @@ def _group_buffers(policy) -> list:
     return list(groups.values()) if groups is not None else [policy]
 
 
-def _check_rows_have_ids(owner: str, policy) -> None:
+def _check_rows_have_ids(policy) -> None:
     for g in _group_buffers(policy):
         ds = g.buffer
         if ds is not None and len(ds) and not hasattr(ds, "sample_ids"):
             refuse(f"keeps samples in {_name(policy)} without 'sample_ids': the forgotten ones cannot be "
-                          "found in it; build datasets with benchmarks.tensor_dataset")
+                   "found in it; build datasets with benchmarks.tensor_dataset")
 
 
 def _sources(ds, out: dict) -> None:
@@ -235,8 +235,8 @@ def _check_parametric(policy, ctx) -> None:
     sel = policy.selection_strategy
     if type(sel) is not RandomExemplarsSelectionStrategy and len(policy.buffer):
         refuse(f"chose its exemplars with {_name(sel)}, from features of every sample including "
-                              "the forgotten ones: which retained rows it would keep cannot be reconstructed")
-    _check_rows_have_ids(_name(policy), policy)
+               "the forgotten ones: which retained rows it would keep cannot be reconstructed")
+    _check_rows_have_ids(policy)
 
 
 def _purge_parametric(policy, ctx) -> dict:
@@ -257,7 +257,7 @@ for _types, _purge, _extra in (
         ((ClassBalancedBuffer,), _purge_class_balanced, "; a class with no retained row leaves its seen classes"),
 ):
     HOLDERS.register(HolderHandler(
-        _types[0].__name__, _types, check=lambda p, ctx: _check_rows_have_ids(_name(p), p), purge=_purge,
+        _types[0].__name__, _types, check=lambda p, ctx: _check_rows_have_ids(p), purge=_purge,
         treatment="forgotten rows removed by sample id, every buffer rebuilt from copies; " + _SAMPLE_NOTE + _extra))
 HOLDERS.register(HolderHandler(
     "ParametricBuffer", (ParametricBuffer, _ParametricSingleBuffer), check=_check_parametric, purge=_purge_parametric,
@@ -268,7 +268,7 @@ HOLDERS.register(HolderHandler(
 def _check_der(policy, ctx) -> None:
     if len(policy.buffer):
         refuse("stores logits of its rows computed by the model as it was, after learning the "
-                              "forgotten samples; re-deriving them needs that model trained without them")
+               "forgotten samples; re-deriving them needs that model trained without them")
 
 
 HOLDERS.register(HolderHandler("ClassBalancedBufferWithLogits", (ClassBalancedBufferWithLogits,), check=_check_der,
@@ -276,17 +276,18 @@ HOLDERS.register(HolderHandler("ClassBalancedBufferWithLogits", (ClassBalancedBu
                                          "learned the forgotten samples"))
 
 
-def _inner(owner_name: str, obj):
+def _inner(obj):
     """The handler of a holder inside a plugin (its storage policy, its LwF method); refuses an unknown kind."""
     h = HOLDERS.handler_for(obj)
     if h is None:
-        refuse(f"holds a {type(obj).__qualname__}, which no forget handler knows: register one")
+        refuse(f"is of a kind ({type(obj).__module__}.{type(obj).__qualname__}) no forget handler knows: "
+               "register one")
     return h
 
 
 def _check_inner(plugin, obj, ctx) -> None:
     try:
-        _inner(_name(plugin), obj).check(obj, ctx)
+        _inner(obj).check(obj, ctx)
     except ForgetRefused as e:
         raise ForgetRefused(f"its {_name(obj)} {e}") from None
 
@@ -297,7 +298,7 @@ def _check_storage(plugin, ctx) -> None:
 
 def _purge_storage(plugin, ctx) -> dict:
     pol = plugin.storage_policy
-    return _inner(_name(plugin), pol).purge(pol, ctx)
+    return _inner(pol).purge(pol, ctx)
 
 
 # ================================================================== replay-type plugins
@@ -362,7 +363,7 @@ def _check_gdumb(plugin, ctx) -> None:
     init = plugin.init_model
     if init is not None and (not hasattr(init, "adapter_names") or init.adapter_names):
         refuse("keeps an initial model that may have learned from data (only a hybrid model "
-                              "without adapters is known to hold nothing private)")
+               "without adapters is known to hold nothing private)")
 
 
 HOLDERS.register(HolderHandler("ReplayPlugin", (ReplayPlugin,), check=_check_storage, purge=_purge_storage,
@@ -382,7 +383,7 @@ def _check_gem(plugin, ctx) -> None:
     for t, mx in plugin.memory_x.items():
         if len(mx) and bool(ctx.matches(mx, plugin.memory_y[t]).all()):
             refuse(f"memory of experience {t} holds only forgotten rows: GEM cannot run on an "
-                                  "empty memory and refilling it needs rows it never kept")
+                   "empty memory and refilling it needs rows it never kept")
 
 
 def _purge_gem(plugin, ctx) -> dict:
@@ -526,8 +527,8 @@ def _check_last_experience_only(plugin, ctx) -> int:
     hit = forgotten_experiences(s, ctx)
     if hit - {last}:
         refuse(f"keeps importances and parameters of experience(s) {sorted(hit - {last})}, computed "
-                              "at models that had learned the forgotten rows; those models are gone, so what training "
-                              "without them would have left cannot be recomputed")
+               "at models that had learned the forgotten rows; those models are gone, so what training "
+               "without them would have left cannot be recomputed")
     return last
 
 
@@ -537,7 +538,7 @@ def _check_ewc(plugin, ctx) -> None:
     last = _check_last_experience_only(plugin, ctx)
     if plugin.mode == "online" and last > 0 and (last - 1) not in plugin.importances:
         refuse("(online mode) folded the importance of earlier experiences into the last one and "
-                              "kept no copy: the forgotten rows' share cannot be taken out")
+               "kept no copy: the forgotten rows' share cannot be taken out")
 
 
 def _purge_ewc(plugin, ctx) -> dict:
@@ -579,7 +580,7 @@ def _check_mas(plugin, ctx) -> None:
     n = _trained_experiences(ctx.host)
     if n != 1:
         refuse(f"importance is a running average over {n} experiences (alpha={plugin.alpha}): the "
-                              "forgotten rows' share cannot be taken out")
+               "forgotten rows' share cannot be taken out")
     _check_last_experience_only(plugin, ctx)
 
 
@@ -691,12 +692,12 @@ _LOGGERS = (InteractiveLogger, TextLogger, CSVLogger, TensorboardLogger, WandBLo
 def _check_evaluation(plugin, ctx) -> None:
     for m in plugin.metrics:
         if isinstance(m, (ImagesSamplePlugin, WeightCheckpoint)):
-            refuse(f"its metric {_name(m)} keeps {'sample images' if isinstance(m, ImagesSamplePlugin) else 'model weights'} "
-                                  "in its results and every logger it fed")
+            kept = "sample images" if isinstance(m, ImagesSamplePlugin) else "model weights"
+            refuse(f"its metric {_name(m)} keeps {kept} in its results and in every logger it fed")
         if not (type(m).__module__ in _AGGREGATE_METRIC_MODULES or type(m) in _AGGREGATE_METRICS
                 or getattr(type(m), "forget_holds_no_data", False) is True):
             refuse(f"its metric {type(m).__qualname__} is not known to keep aggregates only: "
-                                  "give it 'forget_holds_no_data = True' if it keeps no sample")
+                   "give it 'forget_holds_no_data = True' if it keeps no sample")
     for lg in plugin.loggers:
         if type(lg) not in _LOGGERS and not speaks_for_itself(lg):
             refuse(f"its logger {type(lg).__qualname__} is not known to keep aggregates only")
