@@ -611,9 +611,9 @@ def _refuse_if(predicate, why: str):
     return check
 
 
-def _register_refusal(cls, predicate, why: str) -> None:
+def _register_refusal(cls, predicate, why: str, when: str = "once trained") -> None:
     HOLDERS.register(HolderHandler(cls.__name__, (cls,), check=_refuse_if(predicate, why),
-                                   treatment=f"refused once trained: {why}; before training it holds nothing"))
+                                   treatment=f"refused {when}: {why}; before that it holds nothing"))
 
 
 _register_refusal(SynapticIntelligencePlugin, lambda p, ctx: bool(p.ewc_data[0]),
@@ -643,13 +643,14 @@ _register_refusal(PackNetPlugin, lambda p, ctx: _trained_experiences(ctx.host) >
 _register_refusal(FromScratchTrainingPlugin,
                   lambda p, ctx: p.initial_weights is not None and _trained_experiences(ctx.host) > 1,
                   "its initial-weights snapshot is retaken at every experience and then holds the values other "
-                  "parameters learned in earlier ones")
+                  "parameters learned in earlier ones", when="after more than one experience")
 for _cls in (CurrentDataNCMUpdate, MemoryNCMUpdate, NCMOracle, CurrentDataFeCAMUpdate, MemoryFeCAMUpdate, FeCAMOracle):
     _register_refusal(_cls, lambda p, ctx: hasattr(getattr(ctx.host, "model", None), "eval_classifier")
                       or len(getattr(getattr(p, "storage_policy", None), "buffer", ())) > 0
                       or bool(getattr(p, "all_datasets", None)),
                       "the class statistics it wrote into the model's classifier were computed over stored or "
-                      "current rows, the forgotten ones included")
+                      "current rows, the forgotten ones included",
+                      when="once it holds rows or the model has an NCM/FeCAM classifier")
 
 
 # ================================================================== nothing per sample
