@@ -259,6 +259,7 @@ def _fl_apps():
     from .flower import adapter_model, adapter_record, make_client_app
     from .flower.digits_fl import base_fn, calibration_fn, data_fn
     from .training import train_classifier
+    from .unlearning import generate_keys
 
     import logging
 
@@ -296,7 +297,9 @@ def _fl_apps():
     plain = software_app(base_fn, lambda m: m.parameters())
     lora = software_app(lambda: _software_lora(base_fn()), lambda m: [p for p in m.parameters() if p.requires_grad])
     lora_init = {k: v for k, v in _software_lora(base_fn()).state_dict().items() if ".lora_" in k}
-    hybrid = make_client_app(base_fn, data_fn, hw, local_epochs=1, calibration_fn=calibration_fn)
+    # the bench sends no forget request; the clients still need a key directory to start (one controller's key)
+    trust, _ = generate_keys("avalanche-rm bench", controllers=["bench"])
+    hybrid = make_client_app(base_fn, data_fn, hw, local_epochs=1, calibration_fn=calibration_fn, trust=trust)
     model = adapter_model(base_fn, hw, rank=4, alpha=8.0)
     return ({"plain torch": plain, "software LoRA": lora, "hybrid chips": hybrid},
             {"plain torch": ArrayRecord(base_fn().state_dict()), "software LoRA": ArrayRecord(lora_init),

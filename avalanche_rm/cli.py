@@ -45,6 +45,37 @@ def _load_config(path: Optional[Path]) -> dict:
     return data
 
 
+def _method_options(pairs: list[str] | None, config: dict) -> dict | None:
+    """``--method-option KEY=VALUE`` (repeatable; values parsed as JSON, else taken as strings), or the
+    config file's ``method_options`` table."""
+    import json
+
+    if not pairs:
+        opts = config.get("method_options")
+        if opts is not None and not isinstance(opts, dict):
+            _fail(f"method_options in the config file must be a table, got {opts!r}")
+        return opts
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--method-option must be KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _check_method(method: str, options: dict | None, kinds=("objective",)) -> None:
+    from .unlearning import check_method
+
+    try:
+        check_method(method, options, kinds)
+    except ValueError as e:
+        _fail(f"--method: {e}")
+
+
 def _need_int(option: str, value, minimum: int) -> None:
     from .validation import check_int
 
@@ -105,6 +136,7 @@ DeviceOpt = typer.Option(None, help="cpu or cuda")
 OutOpt = typer.Option(None, help="folder for report.json, report.md and plots")
 ConfigOpt = typer.Option(None, help="TOML file setting the same fields (CLI options win)")
 QuietOpt = typer.Option(False, help="no progress bars")
+MethodOptionOpt = typer.Option(None, "--method-option", help="KEY=VALUE option of the unlearning method (repeatable)")
 
 
 @app.command()
@@ -114,12 +146,15 @@ def demo(
     epochs: Optional[int] = typer.Option(None, help="pre-training epochs of the base (default 30)"),
     adapter_epochs: Optional[int] = typer.Option(None, help="epochs per learning experience (default 10)"),
     unlearn_epochs: Optional[int] = typer.Option(None, help="max epochs of approximate unlearning (default 40)"),
+    method: Optional[str] = typer.Option(None, help="approximate unlearning objective of the hybrid and full-weight "
+                                                    "strategies (default neg_ce; see avalanche_rm.unlearning)"),
+    method_option: Optional[list[str]] = MethodOptionOpt,
     device: Optional[str] = DeviceOpt,
     out: Optional[Path] = OutOpt,
     config: Optional[Path] = ConfigOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """The main job on bundled digits: public base, new classes on adapters, a forget request, baselines."""
+    """The main job on bundled digits: public base, new classes on adapters, two forget requests, baselines."""
     from .jobs.demo import format_demo, run_demo
 
     cfg = _load_config(config)
@@ -129,8 +164,12 @@ def demo(
     uep = _pick(unlearn_epochs, cfg, "unlearn_epochs", 40)
     for name, v in (("--epochs", ep), ("--adapter-epochs", aep), ("--unlearn-epochs", uep)):
         _need_int(name, v, 1)
+    meth = _pick(method, cfg, "method", "neg_ce")
+    opts = _method_options(method_option, cfg)
+    _check_method(meth, opts)
     rep, figs = _attempt(lambda: run_demo(preset=preset, seed=seed, epochs=ep, adapter_epochs=aep,
-                                          unlearn_epochs=uep, device=device, progress=not quiet))
+                                          unlearn_epochs=uep, method=meth, method_options=opts, device=device,
+                                          progress=not quiet))
     typer.echo(format_demo(rep))
     _save(out, rep, lambda: figs)
 
@@ -195,6 +234,11 @@ def fl(
     ray: bool = typer.Option(False, help="run on Flower's Ray simulation engine (default: in-process grid)"),
     shards: int = typer.Option(3, help="adapter shards per client (exact sample-level unlearning needs >= 1)"),
     sample_methods: str = typer.Option("exact,neg_ce", help="methods of the two sample-level forget requests"),
+    method_option: Optional[list[str]] = MethodOptionOpt,
+    replay: bool = typer.Option(True, help="exact requests whose data reached earlier rounds replay those rounds "
+                                           "(--no-replay: recorded as approximate)"),
+    audit_key_file: Optional[Path] = typer.Option(None, help="the controller's audit key for --out/audit.jsonl "
+                                                             "(default: a new one, written to --out/audit.key)"),
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -210,10 +254,24 @@ def fl(
     methods = tuple(m.strip() for m in sample_methods.split(","))
     if len(methods) != 2 or not all(methods):
         _fail(f"--sample-methods must name two methods separated by a comma, got {sample_methods!r}")
+    opts = _method_options(method_option, cfg)
+    for m in methods:
+        _check_method(m, opts if m != "exact" else None, ("objective", "sisa"))
     audit = out / "audit.jsonl" if out is not None else None
+    key = None
+    if audit is not None:
+        from .unlearning import AuditKey
+
+        if audit_key_file is not None:
+            key = _attempt(lambda: AuditKey.load(audit_key_file))
+        else:
+            key = AuditKey.generate()
+            key.save(out / "audit.key")
+            typer.echo(f"a new audit key for {audit} is in {out / 'audit.key'} (keep it with the data controller)")
     rep, figs = _attempt(lambda: run_fl(preset=preset, seed=seed, clients=clients, rounds=rounds,
                                         forget_client=forget_client, forget_round=forget_round, ray=ray,
-                                        shards=shards, sample_methods=methods, audit_path=audit, device=device))
+                                        shards=shards, sample_methods=methods, method_options=opts, replay=replay,
+                                        audit_path=audit, audit_key=key, device=device))
     typer.echo(f"data: {rep['data']}; engine: {rep['engine']}\n")
     typer.echo(markdown_table(rep["tables"]["rounds"]))
     typer.echo(markdown_table(rep["tables"]["forget request"]))
@@ -262,6 +320,9 @@ def scenario(
     hidden: Optional[int] = typer.Option(None, help="hidden width (speakers: 512, generation: 128 by default)"),
     composition: Optional[str] = typer.Option(None, help="faces: 'summed' (both adapters active while learning "
                                                          "the new person, default) or 'switched' (the reference code)"),
+    method: Optional[str] = typer.Option(None, help="unlearning objective instead of the recipe's (faces: neg_ce, "
+                                                    "speakers: random_label, generation: random_target)"),
+    method_option: Optional[list[str]] = MethodOptionOpt,
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -285,6 +346,12 @@ def scenario(
     hid = _pick(hidden, cfg, "hidden", None)
     data = _pick(data, cfg, "data", None)
     comp = _pick(composition, cfg, "composition", "summed")
+    meth = _pick(method, cfg, "method", None)
+    opts = _method_options(method_option, cfg)
+    if opts and meth is None:
+        _fail("--method-option needs --method (the recipe's own objective keeps the reference's options)")
+    if meth is not None:
+        _check_method(meth, opts)
     if comp not in ("summed", "switched"):
         _fail(f"--composition must be summed or switched, got {comp!r}")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
@@ -303,7 +370,7 @@ def scenario(
     rep = _attempt(lambda: run_scenario(name, data=data, preset=preset, seed=seed, device=device,
                                         epoch_scale=float(scale), noise_runs=runs, noise_sigmas_us=sigmas,
                                         calibration_sigma_us=float(calib), hidden=hid, composition=comp,
-                                        progress=not quiet),
+                                        method=meth, method_options=opts, progress=not quiet),
                    (ValueError, FileNotFoundError, RuntimeError))
     typer.echo(f"data: {rep['data']}\n")
     for tname, rows in rep["tables"].items():
@@ -388,6 +455,68 @@ def stability(
     for name, rows in rep["tables"].items():
         typer.echo(f"{name}\n{markdown_table(rows)}")
     _save(out, rep)
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="Tamper-evident logs: check the chain, MACs and head.")
+checkpoint_app = typer.Typer(no_args_is_help=True, help="Checkpoints of forgetting strategies.")
+keys_app = typer.Typer(no_args_is_help=True, help="Signing keys of owners and controllers, a learner's key directory.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(checkpoint_app, name="checkpoint")
+app.add_typer(keys_app, name="keys")
+KeyFileOpt = typer.Option(..., help="the data controller's audit key (JSON key file)")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    files: list[Path] = typer.Argument(..., help="audit log(s), forgotten-ids store(s) or federation log(s)"),
+    key_file: Path = KeyFileOpt,
+) -> None:
+    """Check every line's MAC, number and previous hash and the head; exit 1 naming the first bad line."""
+    from .jobs.audit import verify_files
+
+    results = _attempt(lambda: verify_files(files, key_file))
+    for r in results:
+        typer.echo(r.message(), err=not r.ok)
+    if not all(r.ok for r in results):
+        raise typer.Exit(code=1)
+
+
+@checkpoint_app.command("scrub")
+def checkpoint_scrub(
+    checkpoints: list[Path] = typer.Argument(..., help="checkpoint files written by save_checkpoint"),
+    store: Path = typer.Option(..., help="the forgotten-ids store (<audit>.forgotten.jsonl)"),
+    key_file: Path = KeyFileOpt,
+    audit: Optional[Path] = typer.Option(None, help="audit log for the re-applications (default: beside the store)"),
+    delete: bool = typer.Option(False, help="delete the checkpoints instead of rewriting them"),
+) -> None:
+    """Re-apply to older checkpoints every request made after them (each rewritten atomically), or delete them."""
+    from .jobs.audit import scrub_files
+
+    for r in _attempt(lambda: scrub_files(checkpoints, store, key_file, audit, delete)):
+        if r["action"] == "deleted":
+            typer.echo(f"{r['checkpoint']}: deleted")
+        else:
+            typer.echo(f"{r['checkpoint']}: {r['reapplied']} request(s) re-applied, {r['samples_forgotten']} "
+                       "sample(s) forgotten, rewritten")
+
+
+@keys_app.command("init")
+def keys_init(
+    folder: Path = typer.Argument(..., help="folder for trust.json, the private keys and audit.key"),
+    audience: str = typer.Option(..., help="the learner's or federation's name (requests are signed for it)"),
+    owners: str = typer.Option("", help="owner ids, comma-separated (e.g. 0,1,2)"),
+    controllers: str = typer.Option("", help="data controller names, comma-separated"),
+) -> None:
+    """Fresh keys: a public key directory for the learner, a private key per principal, the audit key."""
+    from .jobs.audit import init_keys
+
+    try:
+        ids = [int(o) for o in owners.split(",") if o.strip()]
+    except ValueError:
+        _fail(f"--owners must be comma-separated ints, got {owners!r}")
+    names = [c.strip() for c in controllers.split(",") if c.strip()]
+    for what, path in _attempt(lambda: init_keys(folder, audience, ids, names)).items():
+        typer.echo(f"{what}: {path}")
 
 
 @app.command()

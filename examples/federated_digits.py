@@ -18,11 +18,12 @@ import argparse
 import os
 
 from avalanche_rm.flower import (AdapterFedAvg, FederatedForgetRequest, InProcessGrid, adapter_model, adapter_record,
-                                 audit_line, make_client_app, owner_token, run_federation)
+                                 audit_line, make_client_app, run_federation)
 from avalanche_rm.flower.digits_fl import base_fn, calibration_fn, data_fn
 from avalanche_rm.hardware import get_preset
+from avalanche_rm.unlearning import AuditKey, generate_keys
 
-SECRET = "federation-secret"
+FEDERATION = "example federated_digits"
 
 
 def main() -> None:
@@ -30,7 +31,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--forget-round", type=int, default=3)
-    ap.add_argument("--audit", default=None, help="federation audit log (JSON lines)")
+    ap.add_argument("--audit", default=None, help="federation audit log (chained JSON lines; its key goes to "
+                                                  "AUDIT.key, check it with `avalanche-rm audit verify`)")
     a = ap.parse_args()
     epochs = 2
     if os.environ.get("AVALANCHE_RM_QUICK") == "1":
@@ -38,20 +40,25 @@ def main() -> None:
     if a.clients < 5:
         ap.error(f"--clients must be >= 5 (clients 2, 3 and 4 make requests), got {a.clients}")
     hw = get_preset("paper-180nm")
+    # every owner keeps its signing key; the clients hold only the public keys
+    trust, keys = generate_keys(FEDERATION, owners=range(a.clients))
     app = make_client_app(base_fn, data_fn, hw, rank=4, alpha=8.0, local_epochs=epochs, shards=3,
-                          calibration_fn=calibration_fn, secret=SECRET)
+                          calibration_fn=calibration_fn, trust=trust)
 
     def samples(pid: int) -> tuple[int, ...]:
         return tuple(data_fn(pid, a.clients).ids[:10].tolist())
 
-    requests = [FederatedForgetRequest(2, owner_token(SECRET, 2)),
-                FederatedForgetRequest(3, owner_token(SECRET, 3), kind="samples", sample_ids=samples(3), method="exact"),
-                FederatedForgetRequest(4, owner_token(SECRET, 4), kind="samples", sample_ids=samples(4),
-                                       method="neg_ce")]
+    requests = [FederatedForgetRequest.client(keys[2], 2, FEDERATION),
+                FederatedForgetRequest.samples(keys[3], 3, samples(3), FEDERATION, method="exact"),
+                FederatedForgetRequest.samples(keys[4], 4, samples(4), FEDERATION, method="neg_ce")]
+    audit_key = None
+    if a.audit:
+        audit_key = AuditKey.generate()
+        audit_key.save(a.audit + ".key")
     strategy = AdapterFedAvg(min_train_nodes=a.clients, min_evaluate_nodes=a.clients, min_available_nodes=a.clients)
     start = adapter_record(adapter_model(base_fn, hw, rank=4, alpha=8.0))
     res = run_federation(InProcessGrid(app, a.clients), strategy, start, a.rounds, {a.forget_round: requests},
-                         audit_path=a.audit)
+                         audit_path=a.audit, audit_key=audit_key)
     print("data: scikit-learn digits (real); in-process grid; preset paper-180nm\n")
     for h in res.history:
         print(f"round {h['round']}: {h['clients']} clients, eval accuracy {h['eval'].get('accuracy', float('nan')):.3f}, "

@@ -24,7 +24,7 @@ from avalanche_rm.report import hardware_report, markdown_table, write_report
 from avalanche_rm.strategies import (FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, ShardedLoRAUnlearning,
                                      compare_unlearning, pretrain_and_program)
 from avalanche_rm.training import make_mlp
-from avalanche_rm.unlearning import ForgetRequest, dataset_tensors
+from avalanche_rm.unlearning import ForgetRequest, dataset_tensors, generate_keys
 
 QUICK = os.environ.get("AVALANCHE_RM_QUICK") == "1"
 RETRAIN = "retrain + reprogram (exact)"
@@ -36,8 +36,8 @@ def ep(n: int) -> int:
     return max(1, n // 8) if QUICK else n
 
 
-def factories(base, sp, seed: int) -> dict:
-    common = dict(eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]))
+def factories(base, sp, seed: int, trust) -> dict:
+    common = dict(eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]), trust=trust)
     out = {RETRAIN_ADAPTER: lambda: ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=1, n_slices=1, rank=8,
                                                           alpha=16, epochs_per_slice=ep(15), seed=seed, **common),
            RETRAIN: lambda: RetrainUnlearning(model=copy.deepcopy(base), software_model=make_mlp(),
@@ -68,9 +68,13 @@ def main() -> None:
     _, _, ids, owners = dataset_tensors(exp.dataset)
     mine = ids[owners == 2]
     pick = mine[torch.randperm(len(mine), generator=torch.Generator().manual_seed(args.seed))[: max(1, len(mine) // 20)]]
-    requests = {"class 7 (controller)": ForgetRequest(requester="controller", classes=(7,)),
-                f"{len(pick)} samples of owner 2": ForgetRequest(requester=2, sample_ids=tuple(pick.tolist()))}
-    fs = factories(base, sp, args.seed)
+    # each request is signed by its requester; the strategies hold only the public keys (trust)
+    trust, keys = generate_keys("example unlearning_digits", owners=[2], controllers=["controller"])
+    class7 = ForgetRequest(requester="controller", classes=(7,))
+    samples = ForgetRequest(requester=2, sample_ids=tuple(pick.tolist()))
+    requests = {"class 7 (controller)": keys["controller"].sign(class7, trust.audience),
+                f"{len(pick)} samples of owner 2": keys[2].sign(samples, trust.audience)}
+    fs = factories(base, sp, args.seed, trust)
     # the gap's reference: retraining without the data, in each design (adapter methods: the adapter)
     refs = {n: RETRAIN if n.startswith(("full-weight", "retrain +")) else RETRAIN_ADAPTER for n in fs}
     tables, _ = compare_unlearning(fs, exp, requests, retrain=refs)

@@ -25,7 +25,7 @@ from avalanche_rm.hardware import get_preset
 from avalanche_rm.report import hardware_report, markdown_table, write_report
 from avalanche_rm.strategies import (FullWeightUnlearning, LoRAUnlearning, RetrainUnlearning, ShardedLoRAUnlearning,
                                      compare_unlearning, pretrain_and_program)
-from avalanche_rm.unlearning import ForgetRequest, dataset_tensors
+from avalanche_rm.unlearning import ForgetRequest, dataset_tensors, generate_keys
 
 QUICK = os.environ.get("AVALANCHE_RM_QUICK") == "1"
 DEFAULT_MAT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "olivettifaces.mat")
@@ -44,8 +44,8 @@ def face_cnn(classes: int = 40) -> nn.Module:
                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 4 * 4, classes))
 
 
-def factories(base, sp, seed: int) -> dict:
-    common = dict(eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]))
+def factories(base, sp, seed: int, trust) -> dict:
+    common = dict(eval_data=(sp.test_x, sp.test_y), evaluator=EvaluationPlugin(loggers=[]), trust=trust)
     out = {RETRAIN_ADAPTER: lambda: ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=1, n_slices=1, rank=8,
                                                           alpha=16, lr=LORA_LR, epochs_per_slice=ep(60), seed=seed,
                                                           **common),
@@ -79,9 +79,13 @@ def main() -> None:
     exp = sp.benchmark.train_stream[0]
     _, _, ids, owners = dataset_tensors(exp.dataset)
     mine = ids[owners == 3]
-    requests = {"person 7 (controller)": ForgetRequest(requester="controller", classes=(7,)),
-                "2 photos of person 3": ForgetRequest(requester=3, sample_ids=tuple(mine[:2].tolist()))}
-    fs = factories(base, sp, args.seed)
+    # each request is signed by its requester; the strategies hold only the public keys (trust)
+    trust, keys = generate_keys("example unlearning_faces", owners=[3], controllers=["controller"])
+    person7 = ForgetRequest(requester="controller", classes=(7,))
+    photos = ForgetRequest(requester=3, sample_ids=tuple(mine[:2].tolist()))
+    requests = {"person 7 (controller)": keys["controller"].sign(person7, trust.audience),
+                "2 photos of person 3": keys[3].sign(photos, trust.audience)}
+    fs = factories(base, sp, args.seed, trust)
     # the gap's reference: retraining without the data, in each design (adapter methods: the adapter)
     refs = {n: RETRAIN if n.startswith(("full-weight", "retrain +")) else RETRAIN_ADAPTER for n in fs}
     tables, _ = compare_unlearning(fs, exp, requests, retrain=refs)

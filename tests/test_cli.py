@@ -29,6 +29,27 @@ def test_demo_runs_and_writes_a_valid_report(tmp_path):
         assert inf["energy_pj"] > 0 and inf["latency_ns"] > 0 and inf["pulses"] == 0
     assert "infer (per sample)" in res.output and " nJ " in res.output
     assert (tmp_path / "report.md").read_text().startswith("# avalanche-rm demo")
+    # membership figures carry their counts and intervals, or say the attack has no power; class requests a
+    # class-level measure with its interval and count
+    import re
+
+    for r in rep["tables"]["accuracy and forgetting"]:
+        for when in ("before", "after"):
+            shown = r[f"owner_mia_{when}"]
+            assert shown.startswith("no power (") or re.fullmatch(r"0\.\d\d \[0\.\d\d, [01]\.\d\d\] n=\d+/\d+", shown), shown
+            assert shown in res.output
+        assert r["class_recall_n"] > 0 and r["class_recall_lo"] <= r["forget_after"] <= r["class_recall_hi"]
+    assert "n=45" in res.output
+
+
+def test_demo_takes_the_unlearning_method_and_its_options(tmp_path):
+    res = runner.invoke(app, ["demo", *FAST, "--method", "random_label", "--method-option", "pool=retained",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["method"] == {"name": "random_label", "options": {"pool": "retained"}}
+    res = runner.invoke(app, ["demo", *FAST, "--method", "neg_ce", "--method-option", "pool=retained"])
+    assert res.exit_code == 2 and "pool" in res.output and "forget_weight" in res.output
 
 
 def test_basic_and_cost_commands(tmp_path):
@@ -103,10 +124,16 @@ def test_fl_command_in_process(tmp_path):
     assert rep["tables"]["forget request"][0]["honoured"] == 3
     samples = rep["tables"]["sample forget requests"]
     assert [r["method"] for r in samples] == ["exact", "neg_ce"] and all(r["client_pulses"] == 0 for r in samples)
-    log = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    genesis, *log = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert genesis["event"] == "genesis" and genesis["log"] == "federation audit log"
     assert [(e["kind"], e["method"], e["status"]) for e in log] == [("client", "drop", "honoured"),
                                                                     ("samples", "exact", "honoured"),
                                                                     ("samples", "neg_ce", "honoured")]
+    assert log[0]["n_samples"] > 0 and [e["n_samples"] for e in log[1:]] == [10, 10]  # what the clients forgot
+    assert "audit.key" in res.output and (tmp_path / "audit.key").stat().st_mode & 0o077 == 0
+    res_v = runner.invoke(app, ["audit", "verify", str(tmp_path / "audit.jsonl"), "--key-file",
+                                str(tmp_path / "audit.key")])
+    assert res_v.exit_code == 0 and "ok, 4 lines" in res_v.output, res_v.output
     assert "federation audit log" in res.output and res.output.count('{"round"') == 3
     assert all("x" not in e["client_record"] for e in log if "client_record" in e)  # ids and digests, never data
     res = runner.invoke(app, ["fl", "--forget-client", "9"])

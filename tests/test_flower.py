@@ -5,11 +5,24 @@ import pytest
 import torch
 
 from avalanche_rm.flower import (AdapterFedAvg, adapter_model, FederatedForgetRequest, InProcessGrid, adapter_record,
-                                 make_client_app, make_server_app, owner_token, run_federation)
+                                 make_client_app, make_server_app, run_federation)
 from avalanche_rm.flower.digits_fl import base_fn, calibration_fn, data_fn
 from avalanche_rm.hardware import get_preset
+from avalanche_rm.unlearning import ForgetRequest, SigningKey, generate_keys
 
 HW = get_preset("paper-180nm")
+FED = "test federation"
+# the clients' key directory (public keys) and each owner's signing key (owner id = partition id)
+TRUST, KEYS = generate_keys(FED, owners=range(5))
+
+
+def leave(pid: int) -> FederatedForgetRequest:
+    """Owner ``pid`` asks for its whole client to be forgotten (signed with its key)."""
+    return FederatedForgetRequest.client(KEYS[pid], pid, FED)
+
+
+def forget_samples(pid: int, ids, method=None) -> FederatedForgetRequest:
+    return FederatedForgetRequest.samples(KEYS[pid], pid, ids, FED, method=method)
 
 
 def initial():
@@ -18,7 +31,7 @@ def initial():
 
 
 def federation(n=5, fail=(), schedule=None, rounds=3):
-    app = make_client_app(base_fn, data_fn, HW, rank=4, alpha=8, local_epochs=1, fail_partitions=fail,
+    app = make_client_app(base_fn, data_fn, HW, trust=TRUST, rank=4, alpha=8, local_epochs=1, fail_partitions=fail,
                           calibration_fn=calibration_fn)
     grid = InProcessGrid(app, n)
     strat = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
@@ -64,11 +77,10 @@ def test_dropping_a_client_gives_exactly_the_aggregate_without_it():
                                                                                       __import__("flwr").app.ConfigRecord({}), grid)]
 
 
-def test_forget_requests_need_the_owner_token():
-    sched = {2: [FederatedForgetRequest(1, "not-the-token"),
-                 FederatedForgetRequest(3, owner_token("federation-secret", 3), kind="samples",
-                                        sample_ids=tuple(data_fn(3, 5).ids[:5].tolist())),
-                 FederatedForgetRequest(4, owner_token("federation-secret", 4))]}
+def test_forget_requests_need_the_owner_signature():
+    sched = {2: [FederatedForgetRequest.client(SigningKey.generate(), 1, FED),   # not owner 1's key
+                 forget_samples(3, data_fn(3, 5).ids[:5].tolist()),
+                 leave(4)]}
     grid, strat, m, res = federation(schedule=sched)
     assert [r["partition_id"] for r in res.refused] == [1]
     ctx1 = grid.contexts[grid.node_ids[1]]
@@ -97,9 +109,9 @@ def test_real_ray_simulation_with_a_forget_request(tmp_path):
     def on_result(res):
         out.write_text(json.dumps({"history": res.history, "audit": res.audit, "refused": res.refused}))
 
-    sched = {1: [FederatedForgetRequest(2, owner_token("federation-secret", 2))]}
+    sched = {1: [leave(2)]}
     server = make_server_app(base_fn, HW, num_rounds=2, forget_schedule=sched, on_result=on_result)
-    client = make_client_app(base_fn, data_fn, HW, local_epochs=1, calibration_fn=calibration_fn)
+    client = make_client_app(base_fn, data_fn, HW, trust=TRUST, local_epochs=1, calibration_fn=calibration_fn)
     run_simulation(server_app=server, client_app=client, num_supernodes=3,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
     res = json.loads(out.read_text())
@@ -108,12 +120,12 @@ def test_real_ray_simulation_with_a_forget_request(tmp_path):
 
 
 def test_forget_request_for_an_offline_client_waits_for_it():
-    app = make_client_app(base_fn, data_fn, HW, rank=4, alpha=8, local_epochs=1, calibration_fn=calibration_fn)
+    app = make_client_app(base_fn, data_fn, HW, trust=TRUST, rank=4, alpha=8, local_epochs=1, calibration_fn=calibration_fn)
     grid = InProcessGrid(app, 4)
     strat = AdapterFedAvg(min_train_nodes=3, min_evaluate_nodes=3, min_available_nodes=3)
     _, init = initial()
     grid.offline.add(grid.node_ids[3])
-    sched = {1: [FederatedForgetRequest(3, owner_token("federation-secret", 3))]}
+    sched = {1: [leave(3)]}
     res = run_federation(grid, strat, init, 1, sched)
     assert res.audit == [] and len(res.pending) == 1 and res.refused == []
     grid.offline.clear()
@@ -122,7 +134,7 @@ def test_forget_request_for_an_offline_client_waits_for_it():
     assert [a["partition_id"] for a in res2.audit] == [3] and res2.pending == []
     grid.offline.add(grid.node_ids[0])
     strat.min_train_nodes = strat.min_evaluate_nodes = strat.min_available_nodes = 2
-    res3 = run_federation(grid, strat, res.arrays, 1, {1: [FederatedForgetRequest(0, owner_token("federation-secret", 0))]},
+    res3 = run_federation(grid, strat, res.arrays, 1, {1: [leave(0)]},
                           queue_offline=False)
     assert res3.pending == [] and res3.refused[0]["reason"].startswith("client offline")
 
@@ -214,10 +226,10 @@ def test_a_client_keeps_no_bytes_of_forgotten_samples(purge, monkeypatch):
         monkeypatch.setattr(ForgetCore, "honour", lambda self, request, **kw: honour(self, request,
                                                                                      **{**kw, "purge": ()}))
     ids, rows = _forgotten_rows(3, 6)
-    app = make_client_app(base_fn, data_fn, HW, local_epochs=1, cache_data=True, calibration_fn=calibration_fn)
+    app = make_client_app(base_fn, data_fn, HW, trust=TRUST, local_epochs=1, cache_data=True, calibration_fn=calibration_fn)
     grid = InProcessGrid(app, 5)
     strat = AdapterFedAvg(min_train_nodes=5, min_evaluate_nodes=5, min_available_nodes=5)
-    sched = {1: [FederatedForgetRequest(3, owner_token("federation-secret", 3), kind="samples", sample_ids=ids)]}
+    sched = {1: [forget_samples(3, ids)]}
     res = run_federation(grid, strat, initial()[1], 2, sched)
     assert [a["partition_id"] for a in res.audit] == [3]
     ctx = grid.contexts[grid.node_ids[3]]
@@ -248,13 +260,12 @@ def test_exact_sample_unlearning_on_a_sharded_client_is_exact():
         return ClientData(d.x[keep], d.y[keep], d.ids[keep], d.x_test, d.y_test)
 
     def run(fn, sched):
-        app = make_client_app(base_fn, fn, HW, local_epochs=1, shards=3, calibration_fn=calibration_fn)
+        app = make_client_app(base_fn, fn, HW, trust=TRUST, local_epochs=1, shards=3, calibration_fn=calibration_fn)
         grid = InProcessGrid(app, 4)
         strat = AdapterFedAvg(min_train_nodes=4, min_evaluate_nodes=4, min_available_nodes=4)
         return grid, strat, run_federation(grid, strat, initial()[1], 1, sched)
 
-    req = FederatedForgetRequest(2, owner_token("federation-secret", 2), kind="samples", sample_ids=ids,
-                                 method="exact")
+    req = forget_samples(2, ids, method="exact")
     g1, s1, r1 = run(data_fn, {1: [req]})
     g2, s2, _ = run(without, None)
     a = s1.contributions[g1.node_ids[2]][0].to_torch_state_dict()
@@ -265,18 +276,16 @@ def test_exact_sample_unlearning_on_a_sharded_client_is_exact():
     assert entry["method"] == "exact" and entry["client_pulses"] == 0
     assert entry["client_record"]["affected"]["retrained_shards"]
     # a client without shards refuses an exact request, unchanged
-    app = make_client_app(base_fn, data_fn, HW, local_epochs=1, calibration_fn=calibration_fn)
+    app = make_client_app(base_fn, data_fn, HW, trust=TRUST, local_epochs=1, calibration_fn=calibration_fn)
     strat = AdapterFedAvg(min_train_nodes=4, min_evaluate_nodes=4, min_available_nodes=4)
     r3 = run_federation(InProcessGrid(app, 4), strat, initial()[1], 1, {1: [req]})
     assert r3.audit == [] and "sharded" in r3.refused[0]["reason"]
 
 
 def test_sample_requests_name_their_method():
-    reqs = [FederatedForgetRequest(1, owner_token("federation-secret", 1), kind="samples",
-                                   sample_ids=_forgotten_rows(1, 8)[0], method="neg_ce"),
-            FederatedForgetRequest(3, owner_token("federation-secret", 3), kind="samples",
-                                   sample_ids=_forgotten_rows(3, 8)[0], method="random_label")]
-    app = make_client_app(base_fn, data_fn, HW, local_epochs=1, calibration_fn=calibration_fn)
+    reqs = [forget_samples(1, _forgotten_rows(1, 8)[0], method="neg_ce"),
+            forget_samples(3, _forgotten_rows(3, 8)[0], method="random_label")]
+    app = make_client_app(base_fn, data_fn, HW, trust=TRUST, local_epochs=1, calibration_fn=calibration_fn)
     grid = InProcessGrid(app, 5)
     strat = AdapterFedAvg(min_train_nodes=5, min_evaluate_nodes=5, min_available_nodes=5)
     res = run_federation(grid, strat, initial()[1], 1, {1: reqs})
@@ -284,11 +293,11 @@ def test_sample_requests_name_their_method():
     for a in res.audit:
         assert a["client_record"]["affected"]["method"] == a["method"] and a["client_record"]["affected"]["steps"] >= 1
         assert a["client_energy_pj"] > 0 and a["client_pulses"] == 0
-    assert FederatedForgetRequest(0, "t").method == "drop"
+    assert leave(0).method == "drop" and leave(0).kind == "client"
     with pytest.raises(ValueError, match="not_a_method"):
-        FederatedForgetRequest(0, "t", kind="samples", sample_ids=(1,), method="not_a_method")
+        forget_samples(0, (1,), method="not_a_method")
     with pytest.raises(ValueError, match="drops the client"):
-        FederatedForgetRequest(0, "t", method="neg_ce")
+        FederatedForgetRequest(0, KEYS[0].sign(ForgetRequest(requester=0, owner=0, method="neg_ce"), FED))
 
 
 @pytest.mark.slow
@@ -328,3 +337,60 @@ def test_deployment_engine_two_supernodes_forget_request_reaches_the_right_chip(
     for pid in pids:
         alive = subprocess.run(["ps", "-o", "stat=", "-g", str(pid)], capture_output=True, text=True).stdout.split()
         assert all(s.startswith("Z") for s in alive), (pid, alive)
+
+
+def test_a_client_without_its_owners_keys_does_not_start():
+    from avalanche_rm.unlearning import KeyDirectory
+
+    with pytest.raises(ValueError, match="trust=KeyDirectory"):
+        make_client_app(base_fn, data_fn, HW)
+    with pytest.raises(ValueError, match="holds no public key"):
+        make_client_app(base_fn, data_fn, HW, trust=KeyDirectory(FED))
+
+
+@pytest.mark.slow
+def test_the_example_client_app_needs_the_owners_keys(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    app_dir = Path(__file__).resolve().parents[1] / "examples" / "flower_app"
+    env = {k: v for k, v in os.environ.items() if k != "RMAPP_KEYS"}
+    out = subprocess.run([sys.executable, "-c", "import rmapp.client_app"], cwd=app_dir, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode != 0 and "RMAPP_KEYS is not set" in out.stderr
+
+
+def test_forged_replayed_and_misrouted_federated_requests_change_nothing_on_the_client():
+    """The server only carries requests: a forged, replayed, misaddressed or misrouted one is refused by the
+    client before anything of its state changes."""
+    import pickle
+
+    app = make_client_app(base_fn, data_fn, HW, trust=TRUST, local_epochs=1, cache_data=True,
+                          calibration_fn=calibration_fn)
+    grid = InProcessGrid(app, 4)
+    strat = AdapterFedAvg(min_train_nodes=4, min_evaluate_nodes=4, min_available_nodes=4)
+    ids = _forgotten_rows(1, 5, n=4)[0]
+    honoured = forget_samples(1, ids)
+    res = run_federation(grid, strat, initial()[1], 1, {1: [honoured]})
+    assert [a["partition_id"] for a in res.audit] == [1] and res.audit[0]["n_samples"] == 5
+    ctx = grid.contexts[grid.node_ids[1]]
+    mallory = SigningKey.generate()
+    bad = {"replayed": (honoured, "replay"),
+           "forged": (FederatedForgetRequest.samples(mallory, 1, _forgotten_rows(1, 9, n=4)[0][5:], FED),
+                      "signed with key"),
+           "forged signature bytes": (FederatedForgetRequest(1, __import__("dataclasses").replace(
+               forget_samples(1, (int(data_fn(1, 4).ids[7]),)).signed, signature="00" * 64)), "does not verify"),
+           "another federation's": (FederatedForgetRequest.client(KEYS[1], 1, "other federation"), "addressed to"),
+           "another owner's, routed here": (FederatedForgetRequest(1, KEYS[3].sign(
+               ForgetRequest(requester=3, owner=3), FED)), "owner 3 has no learned data")}
+    for name, (req, why) in bad.items():
+        state = pickle.dumps(ctx.state)
+        reply = list(grid.send_and_receive([strat.configure_forget(req, grid.node_ids[1], res.arrays)]))[0]
+        new, entry = strat.aggregate_forget(req, grid.node_ids[1], reply)
+        assert new is None and entry["status"] == "refused" and why in entry["reason"], (name, entry)
+        assert pickle.dumps(ctx.state) == state, name
+    assert len(ctx.state.array_records["forgotten"].to_torch_state_dict()["ids"]) == 5
+    # a replay in a later round is refused the same way (the store lives in Context.state)
+    res2 = run_federation(grid, strat, res.arrays, 1, {1: [honoured]})
+    assert res2.audit == [] and "replay" in res2.refused[0]["reason"]

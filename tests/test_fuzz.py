@@ -56,3 +56,35 @@ def test_forget_request_payload_fuzz(payload):
     assert req.kind in ("samples", "classes", "owner")
     assert sum(x is not None for x in (req.sample_ids, req.classes, req.owner)) == 1
     assert ForgetRequest.from_dict(req.to_dict()) == req
+
+
+_KEY = None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["requester", "sample_ids", "classes", "owner", "request_id", "method", "audience", "issued_at",
+                        "key_id", "signature"]),
+       st.one_of(st.none(), st.integers(-3, 2 ** 40), st.text(max_size=8), st.booleans(),
+                 st.lists(st.integers(0, 50), max_size=3)))
+def test_a_signed_request_altered_anywhere_is_refused(field, value):
+    """Change any one field of a signed request's JSON: it fails to parse (ValueError) or to verify (ForgetRefused)."""
+    import pytest
+
+    from avalanche_rm.unlearning import ForgetRefused, SignedRequest, generate_keys
+
+    global _KEY
+    if _KEY is None:
+        _KEY = generate_keys("fuzz lab", owners=[2], controllers=["dpo"])
+    trust, keys = _KEY
+    original = keys[2].sign(ForgetRequest(requester=2, sample_ids=(3, 4), method="neg_ce"), "fuzz lab")
+    d = original.to_dict()
+    target = d if field in ("audience", "issued_at", "key_id", "signature") else d["request"]
+    target[field] = value
+    try:
+        signed = SignedRequest.from_dict(d)
+    except ValueError:
+        return
+    if signed == original:  # the same request written another way (e.g. ids reordered): nothing altered
+        return
+    with pytest.raises(ForgetRefused):
+        trust.verify(signed)

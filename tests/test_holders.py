@@ -53,11 +53,18 @@ from avalanche_rm.hardware import get_preset
 from avalanche_rm.strategies import LoRAUnlearning, ShardedLoRAUnlearning, pretrain_and_program, save_checkpoint
 from avalanche_rm.strategies.holders import Gradients, OptimizerState, treatments
 from avalanche_rm.training import make_mlp
-from avalanche_rm.unlearning import HOLDERS, ForgetRefused, ForgetRequest, dataset_tensors
+from avalanche_rm.unlearning import HOLDERS, ForgetRefused, ForgetRequest, dataset_tensors, generate_keys
 from avalanche_rm.unlearning.holders import labelled
 from forgotten_bytes import found, live_blob, pickled, row_bytes
 
 STRATEGIES = ("sharded", "lora")
+# the learners' key directory and every principal's signing key
+TRUST, KEYS = generate_keys("holders lab", owners=range(5), controllers=["controller"])
+
+
+def signed(request: ForgetRequest):
+    """``request`` signed now by its requester's key (each use is a fresh signature)."""
+    return KEYS[request.requester].sign(request, TRUST.audience)
 
 
 # ------------------------------------------------------------------ data, base, requests
@@ -100,7 +107,7 @@ def quiet():
 def build(strategy: str, world: World, noise: bool = True, **kw):
     """``noise=False``: reads without analogue read noise, so a recomputed importance can be compared bit for bit."""
     torch.manual_seed(0)
-    s = _build(strategy, world, **kw)
+    s = _build(strategy, world, trust=TRUST, **kw)
     s.model.set_analog_noise(noise)
     return s
 
@@ -369,7 +376,7 @@ def ok_runs(world, tmp_path_factory):
                "class_sets": {n: 0 for n in names}, "class_left": {n: 0 for n in names}}
         for req in world.requests:
             pre = adapter_tensors(s)
-            rec = s.forget(req)
+            rec = s.forget(signed(req))
             if strategy == "sharded":
                 res["fingerprints"] += changed_tensors(pre, s)
             rows = forgotten_rows(world, s)
@@ -394,7 +401,7 @@ def ok_runs(world, tmp_path_factory):
             c, cplugins, _ = with_plugins(strategy, world, names)
             switched_off(mp, names, cplugins, "purge")
             pre = adapter_tensors(c)
-            c.forget(world.requests[2])
+            c.forget(signed(world.requests[2]))
             fps = changed_tensors(pre, c) if strategy == "sharded" else []
             rows = forgotten_rows(world, c)
             ctl = {"rows_in_plugin": {n: found(live_blob(p), rows) for n, p in cplugins.items()},
@@ -435,11 +442,11 @@ def last_runs(world, tmp_path_factory):
             if req.kind == "owner":
                 before = snapshot(s)
                 with pytest.raises(ForgetRefused) as e:
-                    s.forget(req)
+                    s.forget(signed(req))
                 res["refused"] = (str(e.value), snapshot(s) == before)
                 continue
             pre = adapter_tensors(s)
-            s.forget(req)
+            s.forget(signed(req))
             if strategy == "sharded":
                 res["fingerprints"] += changed_tensors(pre, s)
             for n, p in plugins.items():
@@ -455,7 +462,7 @@ def last_runs(world, tmp_path_factory):
             last = len(world.exps) - 1
             old = {n: {k: v.data.clone() for k, v in p.importances[last].items()} for n, p in cplugins.items()}
             pre = adapter_tensors(c)
-            c.forget(world.requests[0])
+            c.forget(signed(world.requests[0]))
             fps = changed_tensors(pre, c) if strategy == "sharded" else []
             res["control"] = {
                 "importances_kept": {n: all(torch.equal(p.importances[last][k].data, v) for k, v in old[n].items())
@@ -483,7 +490,7 @@ def refuse_runs(world):
             for req in world.requests:
                 before = snapshot(s)
                 try:
-                    s.forget(req)
+                    s.forget(signed(req))
                     r["outcomes"].append("ok")
                 except ForgetRefused as e:
                     r["outcomes"].append("refused" if type(plugins[n]).__name__ in str(e) else f"other: {e}")
@@ -493,7 +500,7 @@ def refuse_runs(world):
                 mp.setattr(h, "_check", None)
                 mp.setattr(h, "_purge", None)
                 try:
-                    s.forget(ForgetRequest(requester=int(owners[-1 - k]), sample_ids=(int(ids[-1 - k]),)))
+                    s.forget(signed(ForgetRequest(requester=int(owners[-1 - k]), sample_ids=(int(ids[-1 - k]),))))
                     r["control"] = "honoured"
                 except ForgetRefused as e:
                     r["control"] = f"refused: {e}"
@@ -665,7 +672,7 @@ def test_unknown_or_data_keeping_holders_are_refused_before_anything_changes(mak
     try:
         before = snapshot(s)
         with pytest.raises(ForgetRefused, match=why):
-            s.forget(world.requests[0])
+            s.forget(signed(world.requests[0]))
         assert snapshot(s) == before
     finally:
         s.plugins.remove(plugin)
@@ -680,7 +687,7 @@ def test_a_users_plugin_opts_in_by_declaring_or_purging_itself(world):
     x, _, ids, owners = dataset_tensors(world.exps[0].dataset)
     victims = ids[:5]  # kept by the plugin (its first 50 of experience 0)
     assert found(live_blob(mine), row_bytes(x[:5])) == 5
-    rec = s.forget(ForgetRequest(requester="controller", sample_ids=tuple(victims.tolist())))
+    rec = s.forget(signed(ForgetRequest(requester="controller", sample_ids=tuple(victims.tolist()))))
     assert rec["purged"]["holders"]["_SelfPurging"] == {"rows_removed": 5}
     assert "_Declared" not in rec["purged"]["holders"]
     assert found(live_blob(mine), row_bytes(x[:5])) == 0
@@ -695,7 +702,7 @@ def test_mas_after_one_experience_is_recomputed(world):
     x, y, ids, owners = dataset_tensors(world.exps[0].dataset)
     old = {k: v.data.clone() for k, v in p.importance.items()}
     victims = ids[owners == 1][:10]
-    rec = s.forget(ForgetRequest(requester=1, sample_ids=tuple(victims.tolist())))
+    rec = s.forget(signed(ForgetRequest(requester=1, sample_ids=tuple(victims.tolist()))))
     assert rec["purged"]["holders"]["MASPlugin"]["importances_recomputed"] == [0]
     keep = ~torch.isin(ids, victims)
     ds = tensor_dataset(x[keep], y[keep], sample_ids=ids[keep], owners=owners[keep])
@@ -728,7 +735,7 @@ def test_lwf_teacher_after_an_exact_request_is_the_never_trained_teacher(kind, w
     s = build("sharded", world, plugins=[LwFPlugin()])
     for e in world.exps:
         s.train(e)
-    rec = s.forget(req)
+    rec = s.forget(signed(req))
     assert rec["purged"]["holders"]["LwFPlugin"]["teacher_replaced"] == 1
     never = build("sharded", world, plugins=[LwFPlugin()])
     for e in _without(world, s.forgotten_ids):
@@ -736,3 +743,37 @@ def test_lwf_teacher_after_an_exact_request_is_the_never_trained_teacher(kind, w
     assert adapters_equal(s.plugins[0].lwf.prev_model, never.plugins[0].lwf.prev_model)
     if kind == "owner":
         assert "shard3" not in s.plugins[0].lwf.prev_model.adapter_names
+
+
+@pytest.mark.parametrize("purge", [True, False], ids=["purged", "control: holders' purge off"])
+def test_an_old_checkpoint_reapplies_requests_to_its_plugins_too(purge, world, tmp_path, monkeypatch):
+    """Loading a checkpoint written before a request re-applies it: the plugins the checkpoint brings back (a
+    replay buffer, GEM's memory) are purged as the request purged them."""
+    from avalanche_rm.strategies import maybe_load_checkpoint
+    from avalanche_rm.strategies.forgetting import ForgetMixin
+    from avalanche_rm.unlearning import AuditKey
+
+    key = AuditKey.generate()
+
+    def make():
+        return build("sharded", world, plugins=[ReplayPlugin(200), GEMPlugin(32, 0.5)],
+                     audit_path=tmp_path / "audit.jsonl", audit_key=key)
+
+    s = make()
+    for e in world.exps:
+        s.train(e)
+    old = tmp_path / "old.pkl"
+    save_checkpoint(s, str(old))
+    s.forget(signed(world.requests[2]))
+    rows = forgotten_rows(world, s)
+    assert found(old.read_bytes(), rows) > 0  # the old checkpoint holds them
+    if not purge:
+        monkeypatch.setattr(ForgetMixin, "purge_holders", staticmethod(lambda checked, ctx: {}))
+    r, _ = maybe_load_checkpoint(make(), str(old))
+    rec = r.audit_log[-1]
+    assert rec["event"] == "reapply"
+    if purge:
+        assert {"ReplayPlugin", "GEMPlugin"} <= set(rec["purged"]["holders"])
+        assert found(live_blob(r), rows) == 0 and found(pickled(r), rows) == 0
+    else:
+        assert found(live_blob(r), rows) > 0

@@ -13,9 +13,18 @@ from avalanche_rm.strategies import (FullWeightUnlearning, LoRAUnlearning, Priva
                                      ShardedLoRAUnlearning, pretrain_and_program, save_checkpoint)
 from avalanche_rm.strategies.forgetting import ForgetMixin, snapshot_state
 from avalanche_rm.training import make_mlp
-from avalanche_rm.unlearning import (AuditLog, DataRegistry, ForgetRefused, ForgetRequest, Objective, data_digest,
-                                     dataset_tensors, get_objective, objective_names, register_objective)
+from avalanche_rm.unlearning import (AuditKey, AuditLog, DataRegistry, ForgetRefused, ForgetRequest, Objective,
+                                     data_digest, dataset_tensors, generate_keys, get_objective, objective_names,
+                                     register_objective)
 from forgotten_bytes import found, live_blob, row_bytes
+
+# the learner's key directory (public keys) and every principal's signing key
+TRUST, KEYS = generate_keys("test lab", owners=range(5), controllers=["controller"])
+
+
+def signed(request: ForgetRequest, audience: str = "test lab"):
+    """``request`` signed by its requester's key."""
+    return KEYS[request.requester].sign(request, audience)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +41,7 @@ def quiet():
 
 def sharded(base, sp, **kw):
     args = dict(n_shards=3, n_slices=2, rank=4, epochs_per_slice=3, eval_data=(sp.test_x, sp.test_y),
-                evaluator=quiet())
+                evaluator=quiet(), trust=TRUST)
     args.update(kw)
     return ShardedLoRAUnlearning(model=copy.deepcopy(base), **args)
 
@@ -50,7 +59,7 @@ def test_exact_unlearning_is_bit_identical_to_training_without_the_samples(setup
     forget = owner_samples(sp, owner=2, fraction=0.05)
     s1 = sharded(base, sp)
     s1.train(exp)
-    rec = s1.forget(ForgetRequest(requester=2, sample_ids=tuple(forget.tolist())))
+    rec = s1.forget(signed(ForgetRequest(requester=2, sample_ids=tuple(forget.tolist()))))
     assert rec["affected"]["retrained_shards"]
     # the same strategy trained from the start on the data without those samples
     _, _, ids, _ = dataset_tensors(exp.dataset)
@@ -75,7 +84,7 @@ def test_owner_sharding_drops_the_owner_adapter(setup):
     s = sharded(base, sp, shard_by="owner", evaluator=EvaluationPlugin(UnlearningMetrics(), loggers=[]))
     s.train(sp.benchmark.train_stream[0])
     assert len(s.shards) == 5
-    rec = s.forget(ForgetRequest(requester=3, owner=3))
+    rec = s.forget(signed(ForgetRequest(requester=3, owner=3)))
     assert rec["affected"]["dropped_shards"] == [3] and "shard3" not in s.model.adapter_names
     assert rec["cost"]["digital_macs"] == 0 and rec["cost"]["pulses"] == 0
     res = s.eval(sp.benchmark.test_stream)
@@ -93,7 +102,7 @@ def test_class_forgetting_exact_and_approximate(setup):
     chance = 0.1
     s = sharded(base, sp, epochs_per_slice=6)
     s.train(sp.benchmark.train_stream[0])
-    rec = s.forget(ForgetRequest(requester="controller", classes=(7,)))
+    rec = s.forget(signed(ForgetRequest(requester="controller", classes=(7,))))
     b, a = rec["metrics_before"], rec["metrics_after"]
     assert b["test_forget_class_acc"] > 0.5  # it had learned the class
     assert a["test_forget_class_acc"] <= chance + 0.05
@@ -102,11 +111,11 @@ def test_class_forgetting_exact_and_approximate(setup):
         if method == "random_target":  # a regression objective (generative models)
             continue
         torch.manual_seed(0)
-        lo = LoRAUnlearning(model=copy.deepcopy(base), rank=8, alpha=16, train_epochs=15, method=method,
+        lo = LoRAUnlearning(model=copy.deepcopy(base), trust=TRUST, rank=8, alpha=16, train_epochs=15, method=method,
                             unlearn_epochs=140, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(),
                             method_options={"gamma": 2.0} if method == "scrub" else None)
         lo.train(sp.benchmark.train_stream[0])
-        rec = lo.forget(ForgetRequest(requester="controller", classes=(7,)))
+        rec = lo.forget(signed(ForgetRequest(requester="controller", classes=(7,))))
         b, a = rec["metrics_before"], rec["metrics_after"]
         assert b["test_forget_class_acc"] > 0.5, (method, b)
         assert a["test_forget_class_acc"] <= chance + 0.05, (method, a)
@@ -118,41 +127,45 @@ def test_class_forgetting_exact_and_approximate(setup):
 def test_refused_requests_change_nothing(setup, tmp_path):
     sp, base = setup
     audit = tmp_path / "audit.jsonl"
-    s = sharded(base, sp, audit_path=audit)
+    key = AuditKey.generate()
+    s = sharded(base, sp, audit_path=audit, audit_key=key)
     s.train(sp.benchmark.train_stream[0])
     mine = owner_samples(sp, owner=0, fraction=0.05)
     before = snapshot_state(s)
+    log_before = audit.read_bytes()
     bad = [ForgetRequest(requester=0, sample_ids=(10 ** 6,)),                       # unknown id
            ForgetRequest(requester=1, sample_ids=tuple(mine.tolist())),              # not the owner
            ForgetRequest(requester=4, owner=0),                                     # another owner's data
            ForgetRequest(requester=0, classes=(7,))]                                # class needs a controller
-    for req in bad:
+    for req in bad:  # each properly signed by its requester: refused by what that principal may forget
         with pytest.raises(ForgetRefused):
-            s.forget(req)
+            s.forget(signed(req))
     after = snapshot_state(s)
     assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
     assert before["ledger"] == after["ledger"] and after["audit"] == [] and before["registry"] == after["registry"]
-    assert not audit.exists()
-    rec = s.forget(ForgetRequest(requester=0, sample_ids=tuple(mine.tolist())))
-    line = json.loads(audit.read_text().splitlines()[0])
+    assert before["store"] == after["store"] == [] and audit.read_bytes() == log_before  # the genesis line only
+    rec = s.forget(signed(ForgetRequest(requester=0, sample_ids=tuple(mine.tolist()))))
+    line = json.loads(audit.read_text().splitlines()[1])
     assert line["request"]["requester"] == 0 and line["n_samples"] == len(mine) and "cost" in line
     assert line["sample_ids"] == sorted(mine.tolist()) and len(line["data_digest"]) == 64
     assert rec["purged"]["registry"] == len(mine) and len(s.registry) == before["registry"] - len(mine)
     assert rec["wall_time_s"] > 0
     with pytest.raises(ForgetRefused, match="already forgotten"):
-        s.forget(ForgetRequest(requester=0, sample_ids=tuple(mine.tolist())))
+        s.forget(signed(ForgetRequest(requester=0, sample_ids=tuple(mine.tolist()))))
 
 
 def test_baselines_reprogram_the_array(setup):
     sp, base = setup
-    r = RetrainUnlearning(model=copy.deepcopy(base), software_model=make_mlp(), train_epochs=5, evaluator=quiet())
+    r = RetrainUnlearning(model=copy.deepcopy(base), trust=TRUST, software_model=make_mlp(), train_epochs=5,
+                          evaluator=quiet())
     r.train(sp.benchmark.train_stream[0])
-    r.forget(ForgetRequest(requester="controller", classes=(7,)))
+    r.forget(signed(ForgetRequest(requester="controller", classes=(7,))))
     un = r.hybrid.ledger.summary("unlearn")
     assert 0 < un.cells_programmed <= r.hybrid.cells and un.digital_macs > 0  # retrained digitally, then written
-    f = FullWeightUnlearning(model=copy.deepcopy(base), train_epochs=1, unlearn_epochs=2, evaluator=quiet())
+    f = FullWeightUnlearning(model=copy.deepcopy(base), trust=TRUST, train_epochs=1, unlearn_epochs=2,
+                             evaluator=quiet())
     f.train(sp.benchmark.train_stream[0])
-    f.forget(ForgetRequest(requester="controller", classes=(7,)))
+    f.forget(signed(ForgetRequest(requester="controller", classes=(7,))))
     assert f.model.ledger.summary("unlearn").pulses > 0
 
 
@@ -184,6 +197,9 @@ def test_request_validation_and_streams(setup):
         ForgetRequest.from_dict({"requester": 1, "owner": 1, "drop_table": 1})
     r = ForgetRequest.from_dict(json.loads(ForgetRequest(requester=2, owner=2, method="scrub").to_json()))
     assert r.owner == 2 and r.kind == "owner" and r.method == "scrub"
+    with pytest.raises(ValueError, match="unsigned"):
+        learn_forget_stream(sp.benchmark, {0: [r]})
+    r = signed(r)
     stream = learn_forget_stream(sp.benchmark, {0: [r]})
     assert [k for k, _ in stream] == ["learn", "forget"] and stream.requests == [r]
     with pytest.raises(ValueError, match="schedule key"):
@@ -213,13 +229,13 @@ def test_a_new_method_is_one_registration_and_requests_can_name_it(setup):
             get_objective("nope")
         with pytest.raises(ValueError, match="no option"):
             get_objective("neg_ce", weight=1.0)
-        lo = LoRAUnlearning(model=copy.deepcopy(base), rank=4, alpha=8, train_epochs=3, unlearn_epochs=20,
+        lo = LoRAUnlearning(model=copy.deepcopy(base), trust=TRUST, rank=4, alpha=8, train_epochs=3, unlearn_epochs=20,
                             eval_data=(sp.test_x, sp.test_y), evaluator=quiet())
         lo.train(sp.benchmark.train_stream[0])
-        rec = lo.forget(ForgetRequest(requester="controller", classes=(7,), method="test_flatten"))
+        rec = lo.forget(signed(ForgetRequest(requester="controller", classes=(7,), method="test_flatten")))
         assert rec["affected"]["method"] == "test_flatten" and rec["affected"]["steps"] > 0
         with pytest.raises(ValueError, match="unlearning method"):
-            LoRAUnlearning(model=copy.deepcopy(base), method="nope", evaluator=quiet())
+            LoRAUnlearning(model=copy.deepcopy(base), trust=TRUST, method="nope", evaluator=quiet())
     finally:
         from avalanche_rm.unlearning import objectives
 
@@ -228,13 +244,13 @@ def test_a_new_method_is_one_registration_and_requests_can_name_it(setup):
 
 def test_forgotten_samples_leave_the_replay_buffer(setup):
     sp, base = setup
-    lo = LoRAUnlearning(model=copy.deepcopy(base), rank=4, alpha=8, train_epochs=1, method="neg_ce",
+    lo = LoRAUnlearning(model=copy.deepcopy(base), trust=TRUST, rank=4, alpha=8, train_epochs=1, method="neg_ce",
                         unlearn_epochs=2, evaluator=quiet(), plugins=[ReplayPlugin(500)])
     lo.train(sp.benchmark.train_stream[0])
     buf = lo.plugins[0].storage_policy.buffer
     sevens = sum(1 for k in range(len(buf)) if int(buf[k][1]) == 7)
     assert sevens > 0
-    rec = lo.forget(ForgetRequest(requester="controller", classes=(7,)))
+    rec = lo.forget(signed(ForgetRequest(requester="controller", classes=(7,))))
     assert rec["purged"]["holders"]["ReplayPlugin"]["rows_removed"] == sevens
     buf = lo.plugins[0].storage_policy.buffer
     assert all(int(buf[k][1]) != 7 for k in range(len(buf)))
@@ -246,14 +262,14 @@ def _learned_then_forgotten(sp, base, tmp_path, purge: bool, monkeypatch):
         monkeypatch.setattr(DataRegistry, "remove", lambda self, ids: 0)
         monkeypatch.setattr(ForgetMixin, "purge_hooks", lambda self: [])
         monkeypatch.setattr(ForgetMixin, "purge_holders", staticmethod(lambda checked, ctx: {}))
-    lo = LoRAUnlearning(model=copy.deepcopy(base), rank=4, alpha=8, train_epochs=2, method="neg_ce",
+    lo = LoRAUnlearning(model=copy.deepcopy(base), trust=TRUST, rank=4, alpha=8, train_epochs=2, method="neg_ce",
                         unlearn_epochs=3, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(),
                         plugins=[ReplayPlugin(2000)])
     lo.train(sp.benchmark.train_stream[0])
     victims = owner_samples(sp, owner=2, fraction=0.2)
     x_all, _, ids, _ = dataset_tensors(sp.benchmark.train_stream[0].dataset)
     rows = row_bytes(x_all[torch.isin(ids, victims)])
-    lo.forget(ForgetRequest(requester=2, sample_ids=tuple(victims.tolist())))
+    lo.forget(signed(ForgetRequest(requester=2, sample_ids=tuple(victims.tolist()))))
     ckpt = tmp_path / f"ckpt-{purge}.pkl"
     save_checkpoint(lo, str(ckpt))
     return rows, dill.dumps(lo), ckpt.read_bytes(), live_blob(lo)
@@ -274,11 +290,18 @@ def test_the_byte_search_finds_them_when_the_purge_is_off(setup, tmp_path, monke
 
 def test_audit_digest_is_keyed_and_the_key_is_never_pickled():
     ids, x, y = torch.tensor([3, 1]), torch.rand(2, 5), torch.tensor([0, 1])
-    log = AuditLog(key=b"k" * 32)
-    d = log.digest(ids, x, y)
-    assert d == data_digest(b"k" * 32, ids.flip(0), x.flip(0), y.flip(0))  # order-independent
-    assert d != data_digest(b"j" * 32, ids, x, y)
-    assert b"k" * 32 not in pickle.dumps(log)
+    key = AuditKey(b"k" * 32)
+    log = AuditLog(key=key)
+    d = log.digest_fields(ids, x, y)
+    # whoever holds the key (its id is recorded) can check a digest later; order-independent
+    assert d == {"data_digest": AuditKey(b"k" * 32).digest(ids.flip(0), x.flip(0), y.flip(0)),
+                 "digest_key_id": key.key_id}
+    assert d["data_digest"] != AuditKey(b"j" * 32).digest(ids, x, y)
+    assert d["data_digest"] != data_digest(b"k" * 32, ids, x, y)  # a sub-key, not the MAC key's raw secret
+    blob = pickle.dumps(log)
+    assert b"k" * 32 not in blob and key._digest_key not in blob and key._mac_key not in blob
+    with pytest.raises(TypeError, match="never pickled"):
+        pickle.dumps(key)
 
 
 # ------------------------------------------------------------------ an attack with power
@@ -299,8 +322,8 @@ def test_lira_separates_members_and_exact_unlearning_matches_retraining(setup):
     def strategy_on(rows: torch.Tensor, seed: int = 0) -> ShardedLoRAUnlearning:
         tr = tensor_dataset(px[rows], py[rows], sample_ids=pids[rows], owners=pown[rows])
         exp = nc_benchmark(tr, tensor_dataset(sp.test_x, sp.test_y), 1, task_labels=False, seed=0).train_stream[0]
-        s = ShardedLoRAUnlearning(model=copy.deepcopy(base), n_shards=1, n_slices=4, rank=16, epochs_per_slice=30,
-                                  eval_data=(sp.test_x, sp.test_y), evaluator=quiet(), seed=seed)
+        s = ShardedLoRAUnlearning(model=copy.deepcopy(base), trust=TRUST, n_shards=1, n_slices=4, rank=16,
+                                  epochs_per_slice=30, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(), seed=seed)
         s.train(exp)
         return s
 
@@ -316,7 +339,7 @@ def test_lira_separates_members_and_exact_unlearning_matches_retraining(setup):
     before = lira.auc(target.model_for_forgetting(), members, nonmembers)
     assert before >= 0.65, before
     gone = members[: n // 2]
-    target.forget(ForgetRequest(requester="controller", sample_ids=tuple(pids[gone].tolist())))
+    target.forget(signed(ForgetRequest(requester="controller", sample_ids=tuple(pids[gone].tolist()))))
     after = lira.auc(target.model_for_forgetting(), gone, nonmembers)
     retrained = lira.auc(strategy_on(members[n // 2:]).model_for_forgetting(), gone, nonmembers)
     assert abs(after - retrained) <= 0.05, (before, after, retrained)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
+from ..unlearning.auth import HOW_TO_SIGN, SignedRequest
 from ..unlearning.requests import ForgetRequest
 
 
@@ -25,15 +26,15 @@ class LearnForgetStream:
         return len(self.events)
 
     @property
-    def requests(self) -> list[ForgetRequest]:
+    def requests(self) -> list[SignedRequest]:
         return [e for k, e in self.events if k == "forget"]
 
 
-def learn_forget_stream(benchmark, schedule: Mapping[int, Sequence[ForgetRequest]],
+def learn_forget_stream(benchmark, schedule: Mapping[int, Sequence[SignedRequest]],
                         experiences: Sequence | None = None) -> LearnForgetStream:
     """Interleave ``benchmark.train_stream`` with forget requests.
 
-    ``schedule[i]`` lists requests issued right after learning experience ``i``.
+    ``schedule[i]`` lists signed requests issued right after learning experience ``i``.
     The experiences' datasets must carry ``sample_ids`` and ``owners`` (the
     benchmarks of this package do).
     """
@@ -42,8 +43,10 @@ def learn_forget_stream(benchmark, schedule: Mapping[int, Sequence[ForgetRequest
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(exps):
             raise ValueError(f"schedule key {i!r} is not a training experience index (0..{len(exps) - 1})")
         for r in schedule[i]:
-            if not isinstance(r, ForgetRequest):
-                raise ValueError(f"schedule[{i}] must hold ForgetRequest objects, got {type(r).__name__}")
+            if isinstance(r, ForgetRequest):
+                raise ValueError(f"schedule[{i}] holds an unsigned ForgetRequest; {HOW_TO_SIGN}")
+            if not isinstance(r, SignedRequest):
+                raise ValueError(f"schedule[{i}] must hold SignedRequest objects, got {type(r).__name__}")
     for e in exps:
         if not hasattr(e.dataset, "sample_ids") or not hasattr(e.dataset, "owners"):
             raise ValueError("experience datasets need 'sample_ids' and 'owners' attributes "

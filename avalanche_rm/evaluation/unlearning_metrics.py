@@ -45,7 +45,8 @@ class UnlearningMetrics(PluginMetric[dict]):
         self._last = {}
 
     def after_eval(self, strategy):
-        log = getattr(strategy, "audit_log", None)
+        # the last request carried out (re-applications with nothing held and checkpoint notes have no metrics)
+        log = [r for r in getattr(strategy, "audit_log", None) or [] if "metrics_after" in r]
         if not log:
             return None
         after = log[-1]["metrics_after"]

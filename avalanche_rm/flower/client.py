@@ -9,14 +9,17 @@ adapter tensors, ``num-examples`` and the ledger deltas of the round.
 
 With ``shards > 0`` a client trains one adapter per shard of its data (by a hash
 of the sample id) from the round's global adapter and replies with their
-size-weighted average: a sample-level forget request with method ``"exact"``
-then retrains only the affected shards from the same starting point, seeds and
-read-noise stream, which gives exactly the contribution the client would have
-sent had it never held those samples.
+size-weighted average (:class:`~avalanche_rm.unlearning.sisa.ShardedAdapters`):
+a sample-level forget request with method ``"exact"`` then retrains only the
+affected shards from the same starting point, seeds and read-noise stream,
+which gives exactly the contribution the client would have sent this round had
+it never held those samples. Every training run draws its read noise and
+shuffling from seeds fixed by (client, round), so the server can replay earlier
+rounds without the forgotten data (``config["replay"]``, charged to ledger
+phase ``unlearn``) and get the federation that never had them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -29,12 +32,12 @@ from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 from torch import nn
 
+from ..hardware.array import sub_seed
 from ..hardware.config import HardwareConfig
 from ..nn.model import HybridModel, convert_to_hybrid
 from ..training import train_classifier
-from ..unlearning import get_objective, stop_accuracy, train_objective
+from ..unlearning import DataRegistry, ForgetRefused, KeyDirectory, ShardedAdapters, run_approximate
 from . import forget as fforget
-from .forget import EXACT, owner_token
 from ..validation import check_int
 
 ADAPTER = "fl"
@@ -43,7 +46,7 @@ ADAPTER = "fl"
 # a memo of the state, never a substitute for it (Ray actors serve several nodes; the key keeps them apart).
 _CHIPS: dict[tuple[str, int, int], tuple[int, HybridModel]] = {}
 
-__all__ = ["ADAPTER", "ClientData", "adapter_model", "adapter_record", "make_client_app", "owner_token"]
+__all__ = ["ADAPTER", "ClientData", "adapter_model", "adapter_record", "make_client_app"]
 
 
 @dataclass
@@ -73,21 +76,14 @@ def _ledger_totals(model: HybridModel) -> dict[str, float]:
     return model.ledger.total().as_dict()
 
 
-def shard_of(ids: torch.Tensor, shards: int, salt: int) -> torch.Tensor:
-    """Shard of each sample id (a stable hash: removing samples never moves the others)."""
-    def h(i: int) -> int:
-        return int.from_bytes(hashlib.blake2b(f"{salt}:{i}".encode(), digest_size=8).digest(), "little")
-    return torch.tensor([h(int(i)) % shards for i in ids], dtype=torch.long)
-
-
-def _average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[str, torch.Tensor]:
-    total = float(sum(weights))
-    return {k: sum(s[k].double() * (w / total) for s, w in zip(states, weights)).float() for k in states[0]}
+def round_seed(base_seed: int, partition_id: int, server_round: int, purpose: str) -> int:
+    """The seed of one client's draws in one round: a replayed round draws exactly what the original did."""
+    return sub_seed(base_seed, "client", int(partition_id), int(server_round), purpose)
 
 
 def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, int], ClientData],
                     hardware: HardwareConfig, *, rank: int = 4, alpha: float = 8.0, local_epochs: int = 2,
-                    lr: float = 1e-2, batch_size: int = 32, base_seed: int = 0, secret: str = "federation-secret",
+                    lr: float = 1e-2, batch_size: int = 32, base_seed: int = 0, trust: KeyDirectory | None = None,
                     shards: int = 0, unlearn_epochs: int = 16, cache_data: bool = False,
                     calibration_fn: Callable[[], torch.Tensor] | None = None,
                     fail_partitions: tuple[int, ...] = ()) -> ClientApp:
@@ -100,7 +96,18 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
     (exact sample-level unlearning); ``cache_data`` keeps the client's training
     data in ``Context.state`` between rounds (forget requests purge it there).
     ``fail_partitions`` makes those clients raise during training (robustness tests).
+    ``trust`` is required: the :class:`~avalanche_rm.unlearning.KeyDirectory`
+    naming the federation (the audience of its requests) with each owner's
+    public key (owner id = partition id); a client honours only requests its
+    owner signed, each once.
     """
+    if not isinstance(trust, KeyDirectory):
+        raise ValueError("make_client_app needs trust=KeyDirectory(<federation name>) holding each data owner's "
+                         "public key (owner id = partition id): without it a client cannot tell its owner's forget "
+                         f"requests from anyone else's, and it does not start (got trust={trust!r})")
+    if not trust.owners and not trust.controllers:
+        raise ValueError(f"the key directory for {trust.audience!r} holds no public key: add the owners' keys "
+                         "(directory.add_owner(partition_id, key.public_key))")
     check_int(shards, "shards", 0)
     app = ClientApp()
     app_key = uuid.uuid4().hex  # two ClientApps in one process never share memo entries
@@ -164,36 +171,32 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         now = _ledger_totals(model)
         return {k: float(now[k] - before.get(k, 0.0)) for k in ("energy_pj", "pulses", "cells_programmed")}
 
-    def train_shards(model: HybridModel, d: ClientData, start: dict, rnd: int, pid: int, epochs: int,
-                     only: set[int] | None = None, prev: dict[int, dict] | None = None) -> tuple[dict, int]:
-        """Train every shard (or ``only`` these; the others from ``prev``) from ``start``; returns the average."""
-        sh = shard_of(d.ids, shards, base_seed)
-        states, weights = [], []
-        out: dict[int, dict] = {}
-        for s in range(shards):
-            m = sh == s
-            if not bool(m.any()):
-                continue
-            if only is not None and s not in only and prev is not None and s in prev:
-                out[s] = prev[s]
-            else:
-                model.load_adapter_state_dict(ADAPTER, start)
-                seed = base_seed + 7919 * pid + 104729 * rnd + s
-                with model.fork_read_noise(seed):
-                    train_classifier(model, d.x[m], d.y[m], model.adapter_parameters([ADAPTER]), epochs=epochs, lr=lr,
-                                     batch_size=batch_size, seed=seed, progress=False)
-                out[s] = model.adapter_state_dict(ADAPTER)
-            states.append(out[s])
-            weights.append(int(m.sum()))
-        avg = _average(states, weights)
-        model.load_adapter_state_dict(ADAPTER, avg)
-        return out, sum(weights)
+    def registry_of(d: ClientData, pid: int) -> DataRegistry:
+        reg = DataRegistry()
+        reg.add(d.x, d.y, d.ids, torch.full_like(d.ids, pid))
+        return reg
 
-    def store_shards(ctx: Context, start: dict, trained: dict[int, dict], rnd: int, epochs: int) -> None:
+    def sharded(model: HybridModel, reg: DataRegistry, epochs: int) -> ShardedAdapters:
+        return ShardedAdapters(model, reg, n_shards=shards, n_slices=1, rank=rank, alpha=alpha, lr=lr, epochs=epochs,
+                               batch_size=batch_size, seed=base_seed, mask_classes=False, shared_adapter=ADAPTER)
+
+    def store_shards(ctx: Context, start: dict, eng: ShardedAdapters, rnd: int, epochs: int) -> None:
+        for k in [k for k in ctx.state.array_records if k.startswith("shard-")]:
+            del ctx.state[k]
         ctx.state["round-start"] = ArrayRecord({k: v.contiguous() for k, v in start.items()})
-        for s, st in trained.items():
-            ctx.state[f"shard-{s}"] = ArrayRecord({k: v.contiguous() for k, v in st.items()})
+        for key, st in eng.shards.items():
+            ctx.state[f"shard-{key}"] = ArrayRecord({k: v.contiguous() for k, v in st.checkpoints[-1].items()})
         ctx.state["shard-round"] = ConfigRecord({"round": rnd, "epochs": epochs})
+
+    def stored_shards(ctx: Context, model: HybridModel, d: ClientData, pid: int) -> tuple[ShardedAdapters, dict, int]:
+        info = ctx.state.config_records["shard-round"]
+        rnd, epochs = int(info["round"]), int(info["epochs"])
+        start = ctx.state.array_records["round-start"].to_torch_state_dict()
+        finals = {int(k.split("-")[1]): ctx.state.array_records[k].to_torch_state_dict()
+                  for k in ctx.state.array_records if k.startswith("shard-")}
+        eng = sharded(model, registry_of(d, pid), epochs)
+        eng.restore_round(start, (pid, rnd), d.ids, finals)
+        return eng, start, rnd
 
     @app.train()
     def train(msg: Message, ctx: Context) -> Message:
@@ -206,15 +209,26 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         cfg = msg.content["config"] if "config" in msg.content.config_records else {}
         rnd = int(cfg.get("server-round", 0))
         epochs = int(cfg.get("local-epochs", local_epochs))
+        # a replayed round (the server rebuilding the federation without forgotten data) is unlearning work
+        phase = "unlearn" if int(cfg.get("replay", 0)) else "train"
         d = local(ctx, pid)
-        if shards:
-            trained, n = train_shards(model, d, start, rnd, pid, epochs)
-            store_shards(ctx, start, trained, rnd, epochs)
-            loss = 0.0
-        else:
-            losses = train_classifier(model, d.x, d.y, model.adapter_parameters([ADAPTER]), epochs=epochs, lr=lr,
-                                      batch_size=batch_size, seed=base_seed + pid + 7 * rnd, progress=False)
-            n, loss = len(d.y), float(losses[-1]) if losses else 0.0
+        if "first-round" not in ctx.state.config_records:
+            ctx.state["first-round"] = ConfigRecord({"round": rnd})
+        with model.ledger.phase(phase):
+            if shards:
+                eng = sharded(model, registry_of(d, pid), epochs)
+                eng.begin_round(start, (pid, rnd))
+                eng.learn(d.ids)
+                _, n = eng.average()
+                store_shards(ctx, start, eng, rnd, epochs)
+                loss = 0.0
+            else:
+                seed = round_seed(base_seed, pid, rnd, "train")
+                with torch.random.fork_rng(devices=[]), model.fork_read_noise(seed):
+                    torch.manual_seed(seed)
+                    losses = train_classifier(model, d.x, d.y, model.adapter_parameters([ADAPTER]), epochs=epochs,
+                                              lr=lr, batch_size=batch_size, seed=seed, progress=False)
+                n, loss = len(d.y), float(losses[-1]) if losses else 0.0
         save(ctx, model)
         arrays = adapter_record(model)
         costs = delta(before, model)
@@ -246,57 +260,65 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
 
     @app.train("forget")
     def forget(msg: Message, ctx: Context) -> Message:
-        """Honour a forget request from this client's data owner (token checked), else refuse unchanged."""
+        """Honour a forget request signed by this client's data owner (once), else refuse with nothing changed."""
         pid = int(ctx.node_config["partition-id"])
-        cfg = msg.content["config"]
-        if not fforget.token_ok(secret, pid, cfg.get("token", "")):
-            return Message(RecordDict(fforget.refused("token")), reply_to=msg)
+
+        def refuse(reason: str) -> Message:
+            return Message(RecordDict(fforget.refused(reason)), reply_to=msg)
+
+        cfg = msg.content["config"] if "config" in msg.content.config_records else {}
         try:
-            request = fforget.local_request(cfg, pid)
+            signed = fforget.parse_signed(cfg)
         except ValueError as e:
-            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
-        method = request.method or fforget.DEFAULT_SAMPLE_METHOD
-        if request.kind == "samples" and method == EXACT and not shards:
-            return Message(RecordDict(fforget.refused("exact unlearning needs a client with sharded adapters")),
-                           reply_to=msg)
+            return refuse(str(e))
+        core = fforget.client_core(trust, fforget.load_store(ctx.state))
+        try:
+            request, _ = core.check(signed)  # signature, audience, freshness, never used: before anything
+        except ForgetRefused as e:
+            return refuse(str(e))
+        kinds = ("drop", "objective") + (("sisa",) if shards else ())
+        default = fforget.DROP if request.kind == "owner" else fforget.DEFAULT_SAMPLE_METHOD
+        if request.method == fforget.EXACT and not shards:
+            return refuse("exact unlearning needs a client with sharded adapters (make_client_app(shards=...))")
+        try:
+            method, _ = core.choose(request, default, None, kinds)
+        except ForgetRefused as e:
+            return refuse(str(e))
+        if method.kind == "sisa" and "shard-round" not in ctx.state.config_records:
+            return refuse("exact unlearning retrains this client's last round, and it has not trained yet")
         model, _ = load(ctx)
         before_cost = _ledger_totals(model)
         d = local(ctx, pid)
-        core = fforget.client_core(d.x, d.y, d.ids, pid, (d.x_test, d.y_test))
+        fforget.learn_local(core, d, pid)
         try:
-            core.resolve(request)
-        except ValueError as e:
-            return Message(RecordDict(fforget.refused(str(e))), reply_to=msg)
+            core.resolve(signed)
+        except ForgetRefused as e:
+            return refuse(str(e))
         if "arrays" in msg.content.array_records:
             model.load_adapter_state_dict(ADAPTER, msg.content["arrays"].to_torch_state_dict())
+        replay = bool(int(cfg.get("replay", 0)))
+        first = int(ctx.state.config_records["first-round"]["round"]) if "first-round" in ctx.state.config_records \
+            else 0
 
-        def apply(ids: torch.Tensor, req) -> dict:
-            if req.kind == "owner":
-                return {"action": "client leaves; the server drops its contribution"}
-            if method == EXACT:
-                start = ctx.state.array_records["round-start"].to_torch_state_dict()
-                info = ctx.state.config_records["shard-round"]
-                prev = {int(k.split("-")[1]): ctx.state.array_records[k].to_torch_state_dict()
-                        for k in ctx.state.array_records if k.startswith("shard-") and k != "shard-round"}
-                keep = ~torch.isin(d.ids, ids)
-                kept = ClientData(d.x[keep], d.y[keep], d.ids[keep], d.x_test, d.y_test)
-                hit = set(shard_of(ids, shards, base_seed).tolist())
-                trained, _ = train_shards(model, kept, start, int(info["round"]), pid, int(info["epochs"]),
-                                          only=hit, prev=prev)
-                for k in [k for k in ctx.state.array_records if k.startswith("shard-") and k != "shard-round"]:
-                    del ctx.state[k]
-                store_shards(ctx, start, trained, int(info["round"]), int(info["epochs"]))
-                return {"method": EXACT, "retrained_shards": sorted(hit)}
-            objective = get_objective(method)
+        def apply(ids: torch.Tensor, req, method, options) -> dict:
+            if method.kind == "drop":
+                return {"action": "client leaves; the server drops its contribution", "first_round": first}
+            if method.kind == "sisa":
+                eng, start, rnd = stored_shards(ctx, model, d, pid)
+                detail = eng.forget(ids)
+                eng.average()
+                store_shards(ctx, start, eng, rnd, eng.epochs)
+                out = {"method": method.name, **detail, "round": rnd, "first_round": first}
+                if rnd > first and not replay:
+                    # only this round's contribution is retrained: earlier rounds' global adapters still carry the data
+                    out["guarantee"] = "approximate"
+                return out
             reg = core.registry
             fg, rt = reg.split(ids)
-            test_acc = float((model(d.x_test).argmax(1) == d.y_test).float().mean()) if len(d.y_test) else None
-            steps = train_objective(model, model.adapter_parameters([ADAPTER]), objective, fg, rt,
-                                    epochs=unlearn_epochs, lr=lr, batch_size=None,
-                                    n_classes=int(torch.cat([d.y, d.y_test]).max()) + 1,
-                                    retained_classes=torch.unique(rt[1]), seed=base_seed + pid,
-                                    stop_forget_acc=stop_accuracy(None, 0, test_acc))
-            return {"method": method, "steps": steps}
+            return run_approximate(model, model.adapter_parameters([ADAPTER]), method.name, options, fg, rt,
+                                   epochs=unlearn_epochs, lr=lr, batch_size=None,
+                                   n_classes=int(torch.cat([d.y, d.y_test]).max()) + 1, classes=None,
+                                   test=(d.x_test, d.y_test), seed=base_seed + pid)
 
         def purge_state(ids: torch.Tensor) -> int:
             # every later round, evaluation and cache skips them; the cache itself is rewritten without them
@@ -305,13 +327,14 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
                 local(ctx, pid)
             return int(len(ids))
 
-        record = core.honour(request, model=model, ledger=model.ledger, apply=apply,
-                             purge=[("client_state", purge_state)], who=f"client {pid}")
+        record = core.honour(signed, model=model, ledger=model.ledger, apply=apply, default_method=default,
+                             kinds=kinds, purge=[("client_state", purge_state)], who=f"client {pid}")
+        fforget.save_store(ctx.state, core.store)  # the replay guard outlives the request
         save(ctx, model)
         # Flower's own logger: on the deployment engine this line lands in the SuperNode's log, on the chip that
         # did the work (the record itself goes back to the server's audit log)
         log(INFO, "avalanche-rm: forget request honoured on partition %d (node %d): kind %s, method %s, %d samples",
-            pid, int(ctx.node_id), request.kind, method, int(record["n_samples"]))
+            pid, int(ctx.node_id), request.kind, record["method"], int(record["n_samples"]))
         costs = delta(before_cost, model)
         content = {"metrics": MetricRecord({"refused": 0, "num-examples": int(len(core.registry)),
                                             "forgotten": int(record["n_samples"]), "energy-pj": costs["energy_pj"],

@@ -1,26 +1,30 @@
 """Forget requests in a federation: the client handler and the message formats both sides share.
 
 A request travels as a ``train.forget`` message whose ``config`` record carries
-the owner's token, the kind (``client``: everything of that client;
-``samples``: the named sample ids), the method (any registered objective, or
-``"exact"`` for a client that trains sharded adapters) and a request id. The
-client checks the token, then honours the request through the same unlearning
-core as the Avalanche strategies (:class:`~avalanche_rm.unlearning.ForgetCore`):
+the owner's signed request (:class:`~avalanche_rm.unlearning.SignedRequest`, as
+JSON): ``ForgetRequest(requester=pid, owner=pid)`` forgets everything of that
+client (method ``"drop"``: the server drops its contribution);
+``ForgetRequest(requester=pid, sample_ids=..., method=...)`` forgets the named
+samples (any registered objective, or ``"exact"`` on a client that trains
+sharded adapters). The server only carries it: the client verifies the
+signature against its owners' public keys, the audience (the federation's
+name) and that the request id was never used (its forgotten-ids store lives in
+``Context.state``), then honours it through the same unlearning core as the
+Avalanche strategies (:class:`~avalanche_rm.unlearning.ForgetCore`):
 verification before and after, the action, the purge of every local copy of
 the data, and an audit record (ids and a keyed digest, never the data) that
-goes back to the server with the metrics.
+goes back to the server with the metrics. There is no shared secret.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 
 import torch
 from flwr.app import ConfigRecord, MetricRecord
 
-from ..unlearning import ForgetCore, ForgetRequest, objective_names
+from ..unlearning import (ForgetCore, ForgetRequest, ForgottenStore, KeyDirectory, SignedRequest, SigningKey,
+                          check_method)
 from ..validation import check_int
 
 #: the method name of exact sample-level unlearning on sharded client adapters
@@ -30,69 +34,91 @@ DROP = "drop"
 #: the method of a samples request that names none
 DEFAULT_SAMPLE_METHOD = "neg_ce"
 KINDS = ("client", "samples")
+#: where a client keeps its forgotten-ids store (the replay guard) in ``Context.state``
+STORE_RECORD = "forget-store"
 
 
-def owner_token(secret: str, partition_id: int) -> str:
-    """The token that proves a forget request comes from the owner of ``partition_id``'s data."""
-    return hmac.new(secret.encode(), f"partition-{partition_id}".encode(), hashlib.sha256).hexdigest()
-
-
-def token_ok(secret: str, partition_id: int, token: object) -> bool:
-    return hmac.compare_digest(str(token), owner_token(secret, partition_id))
-
-
-@dataclass
+@dataclass(frozen=True)
 class FederatedForgetRequest:
-    """``kind="client"`` forgets a whole client (method ``"drop"``: the server drops its contribution);
-    ``kind="samples"`` names sample ids on that client, honoured by ``method`` (a registered objective,
-    default ``"neg_ce"``, or ``"exact"`` on a client with sharded adapters)."""
+    """An owner's signed request, routed to the client that holds ``partition_id``'s data.
+
+    Build one with :meth:`client` (forget the whole client) or :meth:`samples`
+    (forget sample ids, honoured by ``method``: a registered objective,
+    default ``"neg_ce"``, or ``"exact"`` on a client with sharded adapters),
+    or wrap a request the owner signed elsewhere.
+    """
 
     partition_id: int
-    token: str
-    kind: str = "client"
-    sample_ids: tuple[int, ...] = ()
-    method: str = ""
-    request_id: str = ""
+    signed: SignedRequest
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         check_int(self.partition_id, "partition_id", 0)
-        if self.kind == "samples" and not self.sample_ids:
-            raise ValueError("a samples request needs sample_ids")
-        if self.kind == "client":
-            if self.method not in ("", DROP):
-                raise ValueError(f"a client request drops the client's contribution (method {DROP!r}); "
-                                 f"got method {self.method!r}")
-            self.method = DROP
-        else:
-            self.method = self.method or DEFAULT_SAMPLE_METHOD
-            if self.method != EXACT and self.method not in objective_names():
-                raise ValueError(f"method must be {EXACT!r} or a registered objective {objective_names()}, "
-                                 f"got {self.method!r}")
-        if not self.request_id:
-            self.request_id = f"fl-{self.partition_id}-{self.kind}-{abs(hash(self.sample_ids)) % 10 ** 8}"
+        if not isinstance(self.signed, SignedRequest):
+            raise ValueError(f"a federated request carries the owner's SignedRequest, got {type(self.signed).__name__}")
+        req = self.signed.request
+        if req.kind == "classes":
+            raise ValueError("a federation forgets a client's data or samples of it, not whole classes")
+        if req.kind == "owner" and req.method not in (None, DROP):
+            raise ValueError(f"a client request drops the client's contribution (method {DROP!r}); "
+                             f"got method {req.method!r}")
+        if req.kind == "samples" and req.method is not None:
+            # the client checks again (it knows whether it has shards); a bad name or option fails here first
+            check_method(req.method, req.options, ("objective", "sisa"))
+
+    @classmethod
+    def client(cls, key: SigningKey, partition_id: int, audience: str) -> "FederatedForgetRequest":
+        """The owner of ``partition_id`` asks for its whole client to be forgotten (signed with ``key``)."""
+        return cls(partition_id, key.sign(ForgetRequest(requester=partition_id, owner=partition_id), audience))
+
+    @classmethod
+    def samples(cls, key: SigningKey, partition_id: int, sample_ids, audience: str, method: str | None = None,
+                options: dict | None = None) -> "FederatedForgetRequest":
+        """The owner of ``partition_id`` asks for ``sample_ids`` to be forgotten by ``method`` (with its
+        ``options``)."""
+        return cls(partition_id, key.sign(ForgetRequest(requester=partition_id, sample_ids=tuple(sample_ids),
+                                                        method=method, options=options), audience))
+
+    @property
+    def kind(self) -> str:
+        return "client" if self.signed.request.kind == "owner" else "samples"
+
+    @property
+    def method(self) -> str:
+        return DROP if self.kind == "client" else (self.signed.request.method or DEFAULT_SAMPLE_METHOD)
+
+    @property
+    def sample_ids(self) -> tuple[int, ...]:
+        return self.signed.request.sample_ids or ()
+
+    @property
+    def request_id(self) -> str:
+        return self.signed.request_id
 
     def config(self) -> ConfigRecord:
-        return ConfigRecord({"token": self.token, "kind": self.kind, "sample-ids": [int(i) for i in self.sample_ids],
-                             "method": self.method, "request-id": self.request_id})
+        return ConfigRecord({"signed": self.signed.to_json()})
+
+
+def parse_signed(cfg) -> SignedRequest:
+    """The signed request of a ``train.forget`` config (``ValueError`` if missing or malformed; not yet verified)."""
+    text = cfg.get("signed") if hasattr(cfg, "get") else None
+    if not isinstance(text, str):
+        raise ValueError("the forget message carries no signed request (config 'signed')")
+    return SignedRequest.from_json(text)
+
+
+def load_store(state) -> ForgottenStore:
+    """The client's forgotten-ids store from ``Context.state`` (a new one on first use)."""
+    if STORE_RECORD in state.config_records:
+        return ForgottenStore.from_lines(list(state.config_records[STORE_RECORD]["lines"]))
+    return ForgottenStore()
+
+
+def save_store(state, store: ForgottenStore) -> None:
+    state[STORE_RECORD] = ConfigRecord({"lines": store.lines})
 
 
 def refused(reason: str) -> dict:
     return {"metrics": MetricRecord({"refused": 1, "num-examples": 0}), "reason": ConfigRecord({"reason": reason})}
-
-
-def local_request(cfg, partition_id: int) -> ForgetRequest:
-    """The client-side :class:`ForgetRequest` of a ``train.forget`` config (the owner asks for its own data)."""
-    kind = str(cfg.get("kind", ""))
-    rid = str(cfg.get("request-id", "")) or ""
-    method = str(cfg.get("method", "")) or None
-    if kind == "client":
-        return ForgetRequest(requester=partition_id, owner=partition_id, request_id=rid, method=method)
-    if kind == "samples":
-        return ForgetRequest(requester=partition_id, sample_ids=tuple(int(i) for i in cfg.get("sample-ids", [])),
-                             request_id=rid, method=method)
-    raise ValueError(f"unknown forget kind {kind!r}")
 
 
 def audit_record_json(record: dict) -> ConfigRecord:
@@ -100,9 +126,12 @@ def audit_record_json(record: dict) -> ConfigRecord:
     return ConfigRecord({"json": json.dumps(record, default=float)})
 
 
-def client_core(x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, partition_id: int,
-                test: tuple[torch.Tensor, torch.Tensor]) -> ForgetCore:
-    """A forget core over a client's kept local data (the client is the only owner; no controller)."""
-    core = ForgetCore(admins=(), eval_data=test, with_mia=len(test[1]) >= 8)
-    core.registry.add(x, y, ids, torch.full_like(ids, partition_id))
-    return core
+def client_core(trust: KeyDirectory, store: ForgottenStore) -> ForgetCore:
+    """A forget core for one client: its key directory and its store (no data learned yet)."""
+    return ForgetCore(trust, store=store)
+
+
+def learn_local(core: ForgetCore, data, partition_id: int) -> None:
+    """Register the client's kept local data (all of it owned by the client's owner) and its test data."""
+    core.eval_data, core.with_mia = (data.x_test, data.y_test), len(data.y_test) >= 8
+    core.learn(data.x, data.y, data.ids, torch.full_like(data.ids, partition_id))

@@ -1,11 +1,19 @@
-"""ServerApp pieces: adapter-only FedAvg that can forget a client exactly, and the round loop.
+"""ServerApp pieces: adapter-only FedAvg that can forget a client or samples exactly, and the round loop.
 
 ``AdapterFedAvg`` keeps each client's latest adapter contribution, so dropping
-a client recomputes the aggregate without it exactly (for the latest round;
-earlier rounds' influence on the other clients' starting points remains, as in
-every retrain-free federated scheme). Forget requests travel as ``train.forget``
-messages carrying the owner's token; the client checks it, so a request from
-anyone else is refused there and nothing changes. As Flower strategies split
+a client recomputes the latest aggregate without it; and it keeps every
+round's start (global adapter, configuration, contributions, participants), so
+an exact request whose data contributed to earlier rounds can *replay* those
+rounds without the data (:meth:`AdapterFedAvg.replay`): every client retrains
+each round from the replayed global adapter with the seeds it used the first
+time, and the federation ends exactly where one that never had the data would
+(charged to the clients' ``unlearn`` phase). Without a replay (``replay=False``,
+or a client that fails during it) such a request is recorded as approximate:
+earlier rounds' global adapters, and so every client, still carry the data's
+influence. Forget requests travel as ``train.forget``
+messages carrying the owner's signed request; the server only carries it, the
+client verifies it (signature, federation name, single use), so a request from
+anyone else, or replayed, is refused there and nothing changes. As Flower strategies split
 ``configure_train``/``aggregate_train``, :class:`AdapterFedAvg` splits
 ``configure_forget`` (the message for the client) from ``aggregate_forget``
 (drop or replace its contribution, and the federation's audit entry).
@@ -23,20 +31,19 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from ..unlearning import AuditKey, ChainedLog, get_method, weighted_average
 from .forget import FederatedForgetRequest
 
 
 def _weighted_average(contribs: dict[int, tuple[ArrayRecord, int]]) -> ArrayRecord | None:
-    if not contribs:
+    if not contribs or sum(n for _, n in contribs.values()) <= 0:
         return None
-    total = sum(n for _, n in contribs.values())
-    if total <= 0:
-        return None
-    out: dict[str, torch.Tensor] = {}
-    for arrays, n in contribs.values():
-        for k, v in arrays.to_torch_state_dict().items():
-            out[k] = out.get(k, 0) + v.double() * (n / total)
-    return ArrayRecord({k: v.float() for k, v in out.items()})
+    items = list(contribs.values())
+    return ArrayRecord(weighted_average([a.to_torch_state_dict() for a, _ in items], [n for _, n in items]))
+
+
+class ReplayFailed(RuntimeError):
+    """A client did not answer while earlier rounds were being replayed."""
 
 
 class AdapterFedAvg(FedAvg):
@@ -49,6 +56,10 @@ class AdapterFedAvg(FedAvg):
         self.round_bytes: dict[int, int] = {}
         self.rejected: dict[int, list[tuple[int, str]]] = {}
         self._template: dict[str, tuple[int, ...]] | None = None
+        #: per round: the global adapter and config sent, the contributions before it, who contributed
+        self.rounds: dict[int, dict] = {}
+        #: the first round each node contributed to (its data's influence starts there)
+        self.first_round: dict[int, int] = {}
 
     def reply_problem(self, arrays: ArrayRecord, num_examples) -> str | None:
         """Why a client's reply cannot enter the aggregate (``None`` if it can).
@@ -74,7 +85,10 @@ class AdapterFedAvg(FedAvg):
     def configure_train(self, server_round, arrays, config, grid):
         self._template = {k: tuple(v.shape) for k, v in arrays.to_torch_state_dict().items()}
         msgs = super().configure_train(server_round, arrays, config, grid)
-        return [m for m in msgs if m.metadata.dst_node_id not in self.excluded]
+        msgs = [m for m in msgs if m.metadata.dst_node_id not in self.excluded]
+        self.rounds[server_round] = {"start": arrays, "config": dict(msgs[0].content["config"]) if msgs else {},
+                                     "contributions": dict(self.contributions), "participants": []}
+        return msgs
 
     def configure_evaluate(self, server_round, arrays, config, grid):
         msgs = super().configure_evaluate(server_round, arrays, config, grid)
@@ -102,6 +116,9 @@ class AdapterFedAvg(FedAvg):
             arrays = msg.content["arrays"]
             sent += int(arrays.count_bytes())
             self.contributions[nid] = (arrays, int(msg.content["metrics"]["num-examples"]))
+            self.first_round.setdefault(nid, server_round)
+            if server_round in self.rounds:
+                self.rounds[server_round]["participants"].append(nid)
         self.round_bytes[server_round] = sent
         metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key) if valid else None
         return _weighted_average(self.contributions), metrics
@@ -116,10 +133,57 @@ class AdapterFedAvg(FedAvg):
         self.contributions[node_id] = (arrays, num_examples)
         return _weighted_average(self.contributions)
 
+    def replay(self, grid: Grid, first: int, last: int) -> tuple[ArrayRecord | None, dict]:
+        """Re-run training rounds ``first..last`` as recorded, without excluded clients (and without the data
+        clients have forgotten since): each round starts from the replayed global adapter, every recorded
+        participant trains again with ``config["replay"] = 1`` and the aggregate follows the same rule.
+        Returns the new global adapter and what the replay cost the clients; raises :class:`ReplayFailed`
+        (nothing of the recorded history changed) when a participant does not answer."""
+        if first not in self.rounds or any(r not in self.rounds for r in range(first, last + 1)):
+            raise ReplayFailed(f"rounds {first}..{last} were not all recorded (recorded: {sorted(self.rounds)})")
+        contributions = {n: c for n, c in self.rounds[first]["contributions"].items() if n not in self.excluded}
+        arrays = self.rounds[first]["start"]
+        new_rounds, cost = {}, {"energy_pj": 0.0, "pulses": 0.0, "client_rounds": 0}
+        for r in range(first, last + 1):
+            rec = self.rounds[r]
+            nodes = [n for n in rec["participants"] if n not in self.excluded]
+            new_rounds[r] = {"start": arrays, "config": rec["config"], "contributions": dict(contributions),
+                             "participants": nodes}
+            cfg = ConfigRecord({**rec["config"], "server-round": r, "replay": 1})
+            msgs = [Message(RecordDict({"arrays": arrays, "config": cfg}), n, "train") for n in nodes]
+            for rep in grid.send_and_receive(msgs):
+                nid = rep.metadata.src_node_id
+                if rep.has_error() or "arrays" not in rep.content.array_records:
+                    raise ReplayFailed(f"node {nid} failed in replayed round {r}: "
+                                       f"{rep.error.reason if rep.has_error() else 'no adapter in the reply'}")
+                m = rep.content["metrics"]
+                problem = self.reply_problem(rep.content["arrays"], m.get("num-examples"))
+                if problem is not None:
+                    raise ReplayFailed(f"node {nid} sent a bad reply in replayed round {r}: {problem}")
+                contributions[nid] = (rep.content["arrays"], int(m["num-examples"]))
+                cost["energy_pj"] += float(m.get("energy-pj", 0.0))
+                cost["pulses"] += float(m.get("pulses", 0.0))
+                cost["client_rounds"] += 1
+            agg = _weighted_average(contributions)
+            arrays = agg if agg is not None else arrays
+        self.rounds.update(new_rounds)
+        self.contributions = contributions
+        return arrays, {"rounds": [first, last], **cost}
+
     # ------------------------------------------------------------ forget requests
-    def configure_forget(self, request: FederatedForgetRequest, node_id: int, arrays: ArrayRecord) -> Message:
-        """The ``train.forget`` message for the client that holds the data (with the global adapter)."""
-        return Message(RecordDict({"arrays": arrays, "config": request.config()}), node_id, "train.forget")
+    def needs_replay(self, request: FederatedForgetRequest, node_id: int, server_round: int) -> bool:
+        """Whether an exact request must replay earlier rounds: its data reached global adapters before this
+        round's (the client contributed before ``server_round``)."""
+        exact = get_method(request.method).guarantee != "approximate"
+        return exact and self.first_round.get(node_id, server_round) < server_round
+
+    def configure_forget(self, request: FederatedForgetRequest, node_id: int, arrays: ArrayRecord,
+                         replay: bool = False) -> Message:
+        """The ``train.forget`` message for the client that holds the data (with the global adapter);
+        ``replay`` tells the client the server will replay earlier rounds without the data."""
+        cfg = request.config()
+        cfg["replay"] = int(replay)
+        return Message(RecordDict({"arrays": arrays, "config": cfg}), node_id, "train.forget")
 
     def aggregate_forget(self, request: FederatedForgetRequest, node_id: int,
                          reply: Message | None) -> tuple[ArrayRecord | None, dict]:
@@ -129,7 +193,7 @@ class AdapterFedAvg(FedAvg):
         federation's audit entry (the client's record: ids, digest, metrics, cost).
         """
         entry = {"partition_id": request.partition_id, "node": node_id, "kind": request.kind,
-                 "method": request.method, "request_id": request.request_id, "n_samples": len(request.sample_ids)}
+                 "method": request.method, "request_id": request.request_id, "n_samples": 0}
         if reply is None or reply.has_error():
             return None, {**entry, "status": "failed",
                           "reason": reply.error.reason if reply is not None and reply.has_error() else "no reply"}
@@ -142,6 +206,8 @@ class AdapterFedAvg(FedAvg):
             new = self.drop_client(node_id)
         else:
             new = self.replace_contribution(node_id, reply.content["arrays"], int(metrics["num-examples"]))
+        # the client's count of what it forgot (a whole client's request names no ids)
+        entry["n_samples"] = int(record.get("n_samples", metrics.get("forgotten", 0)))
         return new, {**entry, "status": "honoured", "client_energy_pj": float(metrics.get("energy-pj", 0.0)),
                      "client_pulses": float(metrics.get("pulses", 0.0)), "remaining_clients": len(self.contributions),
                      "client_record": record}
@@ -156,20 +222,32 @@ class FederationResult:
     pending: list[FederatedForgetRequest] = field(default_factory=list)
 
 
-def append_audit(path: str | Path | None, entry: dict) -> None:
-    """One line of the federation audit log (JSON lines)."""
+def federation_log(path: str | Path | None, key: "AuditKey | bytes | None") -> ChainedLog | None:
+    """The federation's audit log: chained and MACed under the controller's key (see ``avalanche-rm audit verify``)."""
     if path is None:
-        return
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "a") as f:
-        f.write(json.dumps(entry, default=float) + "\n")
+        return None
+    if key is None:
+        raise ValueError(f"the federation audit log {str(path)!r} needs the data controller's audit key "
+                         "(audit_key=AuditKey...): a log without a MAC key cannot prove it was not edited")
+    return ChainedLog(path, key, "federation audit log")
+
+
+def append_audit(log: ChainedLog | None, entry: dict) -> None:
+    """One line of the federation audit log."""
+    if log is not None:
+        log.append(entry)
 
 
 def audit_line(entry: dict) -> str:
     """One federation audit-log entry as a short JSON line (the client's before/after metrics included)."""
     rec = entry.get("client_record", {})
-    short = {k: entry[k] for k in ("round", "partition_id", "kind", "method", "status", "n_samples") if k in entry}
+    short = {k: entry[k] for k in ("round", "partition_id", "kind", "method", "status", "guarantee", "n_samples")
+             if k in entry}
+    if "replay" in entry:
+        rep = entry["replay"]
+        short["replay"] = rep.get("rounds", rep)
+        if "energy_pj" in rep:  # what rebuilding the federation without the data cost every client together
+            short["replay_energy_uj"] = round(rep["energy_pj"] / 1e6, 2)
     if "reason" in entry:
         short["reason"] = entry["reason"]
     if rec:
@@ -196,16 +274,22 @@ def partition_map(grid: Grid) -> dict[int, int]:
 def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRecord, num_rounds: int,
                    forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None,
                    train_config: dict | None = None, queue_offline: bool = True,
-                   audit_path: str | Path | None = None) -> FederationResult:
+                   audit_path: str | Path | None = None, audit_key: "AuditKey | bytes | None" = None,
+                   replay: bool = True) -> FederationResult:
     """The ServerApp loop: train/evaluate rounds, forget requests honoured after their scheduled round.
 
     A request for a client that is offline is kept in ``result.pending`` and
     retried after every later round (``queue_offline=True``), or refused at once.
-    Every honoured or refused request is appended to the federation audit log
-    (``audit_path``, JSON lines).
+    Exact requests (``"exact"``, ``"drop"``) whose data reached earlier rounds are
+    made exact by one replay of those rounds after the round's requests
+    (``replay=True``; see :meth:`AdapterFedAvg.replay`), else recorded as
+    approximate. Every honoured or refused request is appended to the federation
+    audit log (``audit_path``: chained JSON lines MACed under ``audit_key``, the
+    controller's key) with its ``guarantee``.
     """
     if num_rounds < 1:
         raise ValueError(f"num_rounds must be >= 1, got {num_rounds!r}")
+    log = federation_log(audit_path, audit_key)
     arrays = initial_arrays
     res = FederationResult(arrays)
     forget_schedule = forget_schedule or {}
@@ -222,44 +306,78 @@ def run_federation(grid: Grid, strategy: AdapterFedAvg, initial_arrays: ArrayRec
                             "failures": sum(1 for r in replies if r.has_error()),
                             "clients": len(replies)})
         due, res.pending = res.pending + list(forget_schedule.get(rnd, [])), []
+        entries = []
         for req in due:
-            arrays = _honour(grid, strategy, arrays, req, rnd, res, queue_offline, audit_path)
+            arrays, entry = _honour(grid, strategy, arrays, req, rnd, res, queue_offline, replay)
+            if entry is not None:
+                entries.append(entry)
+        arrays = _replay_for(grid, strategy, arrays, [e for e in entries if e.get("needs_replay")], rnd)
+        for entry in entries:
+            entry.pop("needs_replay", None)
+            (res.audit if entry["status"] == "honoured" else res.refused).append(entry)
+            append_audit(log, entry)
     res.arrays = arrays
     return res
 
 
 def _honour(grid, strategy: AdapterFedAvg, arrays, req: FederatedForgetRequest, rnd: int, res: FederationResult,
-            queue_offline: bool = True, audit_path=None):
+            queue_offline: bool = True, replay: bool = True):
+    """Send one request to its client and fold the reply in; returns the new global adapter and the audit entry
+    (``None`` while the client is offline and the request waits)."""
     node = partition_map(grid).get(req.partition_id)
     if node is None:
         if queue_offline:
             res.pending.append(req)
-        else:
-            entry = {"round": rnd, "partition_id": req.partition_id, "kind": req.kind, "method": req.method,
-                     "request_id": req.request_id, "status": "refused", "reason": "client offline or unknown"}
-            res.refused.append(entry)
-            append_audit(audit_path, entry)
-        return arrays
+            return arrays, None
+        return arrays, {"round": rnd, "partition_id": req.partition_id, "kind": req.kind, "method": req.method,
+                        "request_id": req.request_id, "status": "refused", "reason": "client offline or unknown"}
     t0 = time.perf_counter()
-    replies = list(grid.send_and_receive([strategy.configure_forget(req, node, arrays)]))
+    needs = strategy.needs_replay(req, node, rnd)
+    first = strategy.first_round.get(node, rnd)
+    replies = list(grid.send_and_receive([strategy.configure_forget(req, node, arrays, replay=needs and replay)]))
     new, entry = strategy.aggregate_forget(req, node, replies[0] if replies else None)
     entry = {"round": rnd, **entry, "wall_time_s": time.perf_counter() - t0}
-    append_audit(audit_path, entry)
     if entry["status"] != "honoured":
-        res.refused.append(entry)
+        return arrays, entry
+    guarantee = entry.get("client_record", {}).get("guarantee", get_method(req.method).guarantee)
+    if needs and not replay:
+        guarantee = "approximate"
+        entry["why_approximate"] = (f"the data reached global adapters from round {first}; replay is off, so only "
+                                    f"round {rnd}'s contribution changed")
+    entry.update(guarantee=guarantee, first_round=first, needs_replay=needs and replay)
+    return (new if new is not None else arrays), entry
+
+
+def _replay_for(grid, strategy: AdapterFedAvg, arrays, entries: list[dict], rnd: int):
+    """One replay from the earliest first round of ``entries`` through ``rnd`` (all their data gone at once)."""
+    if not entries:
         return arrays
-    res.audit.append(entry)
+    first = min(e["first_round"] for e in entries)
+    t0 = time.perf_counter()
+    try:
+        new, info = strategy.replay(grid, first, rnd)
+    except ReplayFailed as e:
+        for entry in entries:
+            entry.update(guarantee="approximate", replay={"failed": str(e)},
+                         why_approximate=f"the replay of rounds {first}..{rnd} failed")
+        return arrays
+    info["wall_time_s"] = time.perf_counter() - t0
+    for entry in entries:
+        entry["replay"] = info
     return new if new is not None else arrays
 
 
 def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num_rounds: int = 3,
                     forget_schedule: dict[int, list[FederatedForgetRequest]] | None = None, schedule_fn=None,
-                    on_result=None, audit_path: str | Path | None = None):
+                    on_result=None, audit_path: str | Path | None = None, audit_key: "AuditKey | bytes | None" = None,
+                    replay: bool = True):
     """A Flower ``ServerApp`` running :func:`run_federation` over adapter-only FedAvg.
 
     ``run_config`` (``[tool.flwr.app.config]`` under ``flwr run``) may set
-    ``num-server-rounds``; ``schedule_fn(run_config)`` may build the forget
+    ``num-server-rounds`` and ``replay``; ``schedule_fn(run_config)`` may build the forget
     schedule from it. ``on_result(result)`` receives the :class:`FederationResult`.
+    An audit log (``audit_path``, or ``audit-path`` in the run config) needs the
+    controller's ``audit_key``.
     """
     from flwr.app import Context
     from flwr.serverapp import ServerApp
@@ -276,7 +394,8 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
         strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
         sched = schedule_fn(dict(context.run_config)) if schedule_fn is not None else forget_schedule
         result = run_federation(grid, strategy, adapter_record(model), rounds, sched,
-                                audit_path=context.run_config.get("audit-path", audit_path))
+                                audit_path=context.run_config.get("audit-path", audit_path), audit_key=audit_key,
+                                replay=bool(context.run_config.get("replay", replay)))
         if on_result is not None:
             on_result(result)
 

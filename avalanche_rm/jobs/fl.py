@@ -16,23 +16,31 @@ from pathlib import Path
 import torch
 
 from ..flower import (ADAPTER, EXACT, AdapterFedAvg, FederatedForgetRequest, InProcessGrid, adapter_model,
-                      adapter_record, audit_line, make_client_app, make_server_app, owner_token, run_federation)
+                      adapter_record, audit_line, make_client_app, make_server_app, run_federation)
 from ..flower.digits_fl import base_fn, calibration_fn, data_fn
 from ..hardware import get_preset
 from ..report import hardware_report, plots
-from ..unlearning import accuracy_of, mia
+from ..unlearning import AuditKey, accuracy_of, format_auc, generate_keys, mia
 
-SECRET = "federation-secret"
+#: the federation's name: every owner's request is signed for it (a request for another federation is refused)
+FEDERATION = "avalanche-rm fl digits"
 
 
 def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds: int = 5, forget_client: int = 2,
            forget_round: int = 3, local_epochs: int = 2, ray: bool = False, shards: int = 3,
            sample_methods: tuple[str, str] = (EXACT, "neg_ce"), samples_per_request: int = 10,
-           audit_path: str | Path | None = None, device: str = "cpu") -> tuple[dict, dict]:
+           method_options: dict | None = None, replay: bool = True, audit_path: str | Path | None = None,
+           audit_key: AuditKey | None = None,
+           device: str = "cpu") -> tuple[dict, dict]:
     """Returns ``(report, plots)``. ``ray=True`` runs Flower's Ray simulation engine instead of the in-process grid.
 
     ``sample_methods``: the methods of the two sample-level requests (``"exact"``
-    needs ``shards > 0``), sent to the two clients after ``forget_client``.
+    needs ``shards > 0``), sent to the two clients after ``forget_client``;
+    ``method_options`` go with the approximate ones. ``replay``: exact requests
+    whose data reached earlier rounds replay those rounds (else they are
+    recorded as approximate). Each owner gets a fresh signing key (the clients
+    hold the public halves) and signs its own request; ``audit_path`` (the
+    federation's log) needs the controller's ``audit_key``.
     """
     if clients < 3:
         raise ValueError(f"clients must be >= 3 (one leaves, two forget samples), got {clients!r}")
@@ -44,21 +52,25 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
         raise ValueError(f"forget_round must lie in 1..{rounds}, got {forget_round!r}")
     if EXACT in sample_methods and shards < 1:
         raise ValueError(f"method {EXACT!r} needs sharded client adapters (shards >= 1), got shards={shards!r}")
+    if audit_path is not None and audit_key is None:
+        raise ValueError(f"the federation audit log {str(audit_path)!r} needs the controller's audit_key")
     if str(device) != "cpu":
         raise ValueError(f"the federated job runs its simulated chips on the CPU (clients are processes or "
                          f"in-process nodes without a device option); got device {device!r}")
     logging.getLogger("flwr").setLevel(logging.WARNING)
     hw = get_preset(preset)
     bfn, dfn = partial(base_fn, seed), partial(data_fn, seed=seed)
+    trust, owner_keys = generate_keys(FEDERATION, owners=range(clients))
     client_app = make_client_app(bfn, dfn, hw, rank=4, alpha=8.0, local_epochs=local_epochs, base_seed=seed,
-                                 shards=shards, calibration_fn=partial(calibration_fn, seed), secret=SECRET)
-    requests = [FederatedForgetRequest(forget_client, owner_token(SECRET, forget_client))]
+                                 shards=shards, calibration_fn=partial(calibration_fn, seed), trust=trust)
+    requests = [FederatedForgetRequest.client(owner_keys[forget_client], forget_client, FEDERATION)]
     for k, method in enumerate(sample_methods):
         pid = (forget_client + 1 + k) % clients
         ids = dfn(pid, clients).ids
         pick = ids[torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed + pid))[:samples_per_request]]
-        requests.append(FederatedForgetRequest(pid, owner_token(SECRET, pid), kind="samples",
-                                               sample_ids=tuple(sorted(pick.tolist())), method=method))
+        requests.append(FederatedForgetRequest.samples(owner_keys[pid], pid, sorted(pick.tolist()), FEDERATION,
+                                                       method=method,
+                                                       options=method_options if method != EXACT else None))
     sched = {forget_round: requests}
     ref = adapter_model(bfn, hw, rank=4, alpha=8.0)
     if ray:
@@ -66,7 +78,7 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
 
         box = {}
         server = make_server_app(bfn, hw, num_rounds=rounds, forget_schedule=sched, audit_path=audit_path,
-                                 on_result=lambda r: box.setdefault("res", r))
+                                 audit_key=audit_key, on_result=lambda r: box.setdefault("res", r), replay=replay)
         run_simulation(server_app=server, client_app=client_app, num_supernodes=clients,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
         if "res" not in box:
@@ -75,7 +87,8 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
     else:
         grid = InProcessGrid(client_app, clients)
         strat = AdapterFedAvg(min_train_nodes=clients, min_evaluate_nodes=clients, min_available_nodes=clients)
-        res = run_federation(grid, strat, adapter_record(ref), rounds, sched, audit_path=audit_path)
+        res = run_federation(grid, strat, adapter_record(ref), rounds, sched, audit_path=audit_path,
+                             audit_key=audit_key, replay=replay)
     # the global adapter is evaluated on a chip the server programs itself (its own variability)
     ref.program(seed=999, calibration_data=calibration_fn(seed))
     ref.load_adapter_state_dict(ADAPTER, res.arrays.to_torch_state_dict())
@@ -92,7 +105,7 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
     forget_rows = [{"forgotten_client": forget_client, "round": forget_round,
                     "acc_on_forgotten_client_data": accuracy_of(ref, gone.x, gone.y),
                     "acc_on_retained_clients_data": accuracy_of(ref, xr, yr), "test_acc": accuracy_of(ref, xt, yt),
-                    "mia_loss_auc": attack["mia_loss_auc"], "mia_svc_auc": attack["mia_svc_auc"],
+                    "mia_loss_auc": format_auc(attack, "loss"), "mia_svc_auc": format_auc(attack, "svc"),
                     "honoured": len(res.audit), "refused": len(res.refused)}]
     sample_rows = []
     for e in res.audit:

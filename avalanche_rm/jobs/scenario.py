@@ -45,8 +45,12 @@ def run_scenario(name: str, *, data: str | Path | None = None, preset: str = "pa
                  device: str = "cpu", epoch_scale: float = 1.0, noise_runs: int = 100,
                  noise_sigmas_us: tuple[float, ...] = tuple(float(s) for s in range(1, 11)),
                  calibration_sigma_us: float = 2.0, hidden: int | None = None, augment: int = 30,
-                 composition: str = "summed", progress: bool = True) -> dict:
-    """Run one scenario with the reference recipe scaled by ``epoch_scale``; returns its report."""
+                 composition: str = "summed", method: str | None = None, method_options: dict | None = None,
+                 progress: bool = True) -> dict:
+    """Run one scenario with the reference recipe scaled by ``epoch_scale``; returns its report.
+
+    ``method`` (with ``method_options``) replaces the recipe's unlearning objective (faces: the hybrid's;
+    speakers and generation: both designs', as the reference runs one objective on both)."""
     if not epoch_scale > 0:
         raise ValueError(f"epoch scale must be > 0, got {epoch_scale!r}")
     if hidden is not None and hidden < 1:
@@ -58,14 +62,17 @@ def run_scenario(name: str, *, data: str | Path | None = None, preset: str = "pa
     if name == "faces":
         from ..scenarios.faces import FaceConfig, run_faces
 
-        return run_faces(FaceConfig(epoch_scale=epoch_scale, noise=noise, composition=composition), data=d, preset=preset, seed=seed,
-                         device=device, progress=progress)
+        return run_faces(FaceConfig(epoch_scale=epoch_scale, noise=noise, composition=composition,
+                                    unlearn_method=method, unlearn_options=method_options),
+                         data=d, preset=preset, seed=seed, device=device, progress=progress)
     if name == "speakers":
         from ..scenarios.speakers import SpeakerConfig, run_speakers
 
-        cfg = SpeakerConfig(epoch_scale=epoch_scale, noise=noise, **({"hidden": hidden} if hidden else {}))
+        cfg = SpeakerConfig(epoch_scale=epoch_scale, noise=noise, unlearn_method=method, unlearn_options=method_options,
+                            **({"hidden": hidden} if hidden else {}))
         return run_speakers(cfg, data=d, preset=preset, seed=seed, device=device, progress=progress)
     from ..scenarios.generation import GenerationConfig, run_generation
 
-    cfg = GenerationConfig(epoch_scale=epoch_scale, **({"hidden": hidden} if hidden else {}))
+    cfg = GenerationConfig(epoch_scale=epoch_scale, unlearn_method=method, unlearn_options=method_options,
+                           **({"hidden": hidden} if hidden else {}))
     return run_generation(cfg, preset=preset, seed=seed, device=device, progress=progress)

@@ -55,6 +55,7 @@ class HybridModel(ChipModel):
         self._adapter_cfg: dict[str, dict] = {}
         self._active: list[str] = []
         self._output_classes: torch.Tensor | None = None
+        self._base_classes: tuple[int, ...] = ()
         self._share_chip_state()
 
     def _share_chip_state(self) -> None:
@@ -113,6 +114,21 @@ class HybridModel(ChipModel):
             layer.array.noise_source = source
 
     # ------------------------------------------------------------ structure
+    def frozen_statistics(self) -> list[nn.Module]:
+        """Modules of the base outside the hybrid layers that keep running statistics (BatchNorm, InstanceNorm
+        with ``track_running_stats``): part of the deployed base, so they stay in eval mode."""
+        return [m for m in self.base_model.modules()
+                if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+
+    def train(self, mode: bool = True) -> "HybridModel":
+        """``nn.Module.train``, except that running statistics of the base never update: the deployed chip
+        applies them as a fixed affine map, and updating them would let the base learn from private data
+        (a later forget request could not undo it)."""
+        super().train(mode)
+        for m in self.frozen_statistics():
+            m.train(False)
+        return self
+
     def named_hybrid_layers(self) -> Iterator[tuple[str, _HybridBase]]:
         for name, m in self.base_model.named_modules():
             if isinstance(m, _HybridBase):
@@ -153,6 +169,18 @@ class HybridModel(ChipModel):
     @property
     def output_classes(self) -> list[int] | None:
         return None if self._output_classes is None else self._output_classes.tolist()
+
+    @property
+    def base_classes(self) -> tuple[int, ...]:
+        """Classes the analogue base was trained on (set by ``pretrain_and_program``): output masks keep them."""
+        return self.__dict__.get("_base_classes", ())
+
+    @base_classes.setter
+    def base_classes(self, classes: Iterable[int]) -> None:
+        cls = tuple(sorted({int(c) for c in classes}))
+        if any(c < 0 for c in cls):
+            raise ValueError(f"base classes must be non-negative, got {list(classes)}")
+        self._base_classes = cls
 
     def _stored_weight_bytes(self) -> float:
         dig = self.hardware.digital

@@ -14,7 +14,7 @@ from ..hardware.programming import ProgrammingReport
 from ..nn.model import HybridModel, convert_to_hybrid
 from ..nn.reference import dense_reference
 from ..training import LossFn, run_epochs
-from ..unlearning import ObjectiveContext, get_objective
+from ..unlearning import ForgetCore, ForgetRequest, ObjectiveContext, generate_keys, get_objective
 from ..validation import check_int
 
 
@@ -101,6 +101,62 @@ def objective_loss(method: str, forget_classes: list[int], n_classes: int, retai
         return objective.loss(model(xb), yb, torch.isin(yb, forget.to(yb.device)), ctx)
 
     return loss
+
+
+class ScenarioForgetting:
+    """A scenario's unlearning phases through the unlearning core (one :class:`ForgetCore` per design).
+
+    The reference recipes forget whole classes on the data controller's
+    request: each design's request is validated, measured before and after on
+    the data still at hand, judged and recorded like any other; the recipe's
+    own training loop is the action. The rows of ``x``/``y`` it covers are
+    forgotten by the scenario once every design has honoured the request
+    (:attr:`alive`: later phases, calibration included, use only what remains).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, classes: list[int],
+                 test: tuple[torch.Tensor, torch.Tensor] | None, method: str, options: dict | None = None) -> None:
+        self.x, self.y, self.classes = x, y, list(classes)
+        self.rows = rows.nonzero().flatten() if rows.dtype == torch.bool else rows
+        self.test, self.method, self.options = test, method, dict(options or {})
+        self.alive = torch.ones(len(y), dtype=torch.bool)
+        self.records: dict[str, dict] = {}
+        # the scenario plays the data controller: it signs its own class request for each design
+        self._trust, self._keys = generate_keys("scenario", controllers=["controller"])
+
+    def honour(self, design: str, model: HybridModel, run: Callable[[str, dict], None], *, last: bool = False,
+               measure=None, method: str | None = None, options: dict | None = None) -> dict:
+        """``run(method, options)`` trains the design's unlearning recipe (``method``/``options``: the design's
+        own, default the scenario's); ``last`` purges the scenario's rows."""
+        method = method or self.method
+        options = dict(options or {}) if method != self.method or options is not None else self.options
+        core = ForgetCore(self._trust, eval_data=self.test, with_mia=False)
+        rows = self.rows
+        core.learn(self.x[rows], self.y[rows], rows.clone(), self.y[rows].clone())
+
+        def apply(ids, request, method, options) -> dict:
+            run(method.name, options)
+            return {"recipe": design}
+
+        def purge(ids: torch.Tensor) -> int:
+            self.alive[ids] = False
+            return int(len(ids))
+
+        request = ForgetRequest(requester="controller", classes=tuple(self.classes), method=method,
+                                options=options or None)
+        signed = self._keys["controller"].sign(request, self._trust.audience)
+        rec = core.honour(signed, model=model, ledger=model.ledger, apply=apply, default_method=method,
+                          default_options=options, kinds=("objective",), who=f"scenario ({design})",
+                          purge=[("scenario_data", purge)] if last else (), measure=measure)
+        self.records[design] = rec
+        return rec
+
+    def audit(self) -> list[dict]:
+        """The records of every design (ids and digests, never the data)."""
+        return [{"design": d, **{k: r[k] for k in ("method", "options", "guarantee", "status", "judgement",
+                                                   "n_samples", "data_digest", "purged", "cost",
+                                                   "metrics_before", "metrics_after")}}
+                for d, r in self.records.items()]
 
 
 @dataclass

@@ -38,7 +38,8 @@ class DiffusionSchedule:
 
 
 def diffusion_loss(schedule: DiffusionSchedule, null_label: int, forget_classes: list[int] | None = None,
-                   p_uncond: float = 0.1, hold_share: float = 0.0):
+                   p_uncond: float = 0.1, hold_share: float = 0.0, method: str = "random_target",
+                   options: dict | None = None):
     """Loss for :func:`avalanche_rm.scenarios.common.fit`: MSE to epsilon, labels dropped with ``p_uncond``.
 
     Samples of ``forget_classes`` get a uniform-noise target instead of their
@@ -46,11 +47,12 @@ def diffusion_loss(schedule: DiffusionSchedule, null_label: int, forget_classes:
     away from the class. ``hold_share > 0`` keeps a forgetting in place while
     other classes are learnt, without the forgotten data: that share of each
     batch is relabelled to a random forgotten class and gets the noise target.
+    ``method`` (with ``options``) is the registered regression objective applied to forgotten samples.
     """
     forget = torch.tensor(forget_classes or [], dtype=torch.long)
     if hold_share and not len(forget):
         raise ValueError("hold_share needs forget_classes")
-    objective = get_objective("random_target")
+    objective = get_objective(method, **dict(options or {}))
 
     def loss(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n = len(x0)

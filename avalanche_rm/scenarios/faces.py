@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..hardware import get_preset
-from ..training import LossFn, ce_loss, predictions
-from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, deploy_base, fit, objective_loss
+from ..training import ce_loss, predictions
+from .common import (AnalogWriteBack, NoiseStudy, Recipe, ScenarioForgetting, accuracy_row, deploy_base, fit,
+                     objective_loss)
 from .data import ScenarioData, face_data
 from .models import FACE_LORA_TARGETS, MLPMixer
 from .noise import noise_tables, stage_evaluator
@@ -27,6 +28,9 @@ from .report import scenario_report
 @dataclass
 class FaceConfig:
     """The reference face recipe (``run_unlearn.sh``, ``run_continual.sh``, baselines); epochs scale with ``epoch_scale``."""
+    #: the hybrid design's unlearning method and options (None: the reference recipe's objective)
+    unlearn_method: str | None = None
+    unlearn_options: dict | None = None
 
     initial_classes: int = 5
     n_outputs: int = 6
@@ -62,11 +66,6 @@ class FaceConfig:
         return rec if self.epoch_scale == 1.0 else rec.scaled(self.epoch_scale)
 
 
-def class_weighted_ce_loss(forget_class: int, forget_weight: float, n_classes: int = 6) -> LossFn:
-    """The registered ``neg_ce`` objective: cross-entropy x class weight (``forget_weight`` on the forgotten class)."""
-    return objective_loss("neg_ce", [forget_class], n_classes, forget_weight=forget_weight)
-
-
 def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None, preset: str = "paper-180nm",
               seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
     """Run the face scenario (hybrid LoRA vs full-weight baseline on one chip); returns the report dict."""
@@ -95,13 +94,18 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
     rows = [accuracy_row("pretrained", "software", software_pred, yte[first_te], [f], retain, []),
             accuracy_row("pretrained", "programmed chip", predictions(hyb, xte[first_te]), yte[first_te], [f], retain, [])]
 
+    # the data controller's request to forget person f, honoured by each design through the unlearning core
+    forgetting = ScenarioForgetting(xtr, ytr, first, [f], (xte[first_te], yte[first_te]),
+                                    cfg.unlearn_method or "neg_ce",
+                                    cfg.unlearn_options if cfg.unlearn_method else {"forget_weight": cfg.forget_weight})
+
     # ---- hybrid: unlearning adapter, then a continual adapter
     hyb.add_adapter("unlearn", rank=cfg.unlearn_rank, alpha=cfg.unlearn_alpha, target_modules=FACE_LORA_TARGETS,
                     rank_scaling=False, seed=seed)
-    with hyb.ledger.phase("unlearn"):
-        fit(hyb, hyb.adapter_parameters(["unlearn"]), xtr[first], ytr[first],
-            class_weighted_ce_loss(f, cfg.forget_weight, cfg.n_outputs), cfg.r("unlearn"), seed, "faces: LoRA unlearn",
-            progress=progress)
+    forgetting.honour("hybrid LoRA", hyb, lambda method, options: fit(
+        hyb, hyb.adapter_parameters(["unlearn"]), xtr[first], ytr[first],
+        objective_loss(method, [f], cfg.n_outputs, **options), cfg.r("unlearn"), seed, "faces: LoRA unlearn",
+        progress=progress))
     rows.append(accuracy_row("unlearned", "hybrid LoRA", predictions(hyb, xte[first_te]), yte[first_te], [f], retain, []))
     for p in hyb.adapter_parameters(["unlearn"]):
         p.requires_grad_(False)
@@ -116,9 +120,16 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
 
     # ---- baseline: full-weight fine-tuning written back into the cells
     wb = AnalogWriteBack(base, every=cfg.write_every)
-    with wb.update("unlearn"):
-        fit(base, wb.params(), xtr[retain_tr], ytr[retain_tr], ce_loss, cfg.r("unlearn_baseline"), seed,
-            "faces: full-weight unlearn", after_step=wb.after_step, progress=progress)
+
+    def baseline_unlearn(method: str, options: dict) -> None:
+        # the reference baseline fine-tunes every weight on the retained people ("finetune"; full batch, so the
+        # same steps as the objective over all of the first people's data)
+        with wb.update("unlearn"):
+            fit(base, wb.params(), xtr[retain_tr], ytr[retain_tr], ce_loss, cfg.r("unlearn_baseline"), seed,
+                "faces: full-weight unlearn", after_step=wb.after_step, progress=progress)
+
+    forgetting.honour("full-weight baseline", base, baseline_unlearn, last=True, method="finetune")
+    alive = forgetting.alive  # person f's training images are gone from here on
     rows.append(accuracy_row("unlearned", "full-weight baseline", predictions(base, xte[first_te]), yte[first_te], [f],
                              retain, []))
     with wb.update("continual"):
@@ -132,7 +143,7 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
               ("unlearned", ["unlearn"], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [])),
               ("continual", hyb.active_adapters,
                stage_evaluator(xte[keep_new_te], yte[keep_new_te], [f], retain, [new]))]
-    noise_rows, calib = noise_tables(cfg.noise, hyb, stages, calib_chip, xtr[first], ytr[first],
+    noise_rows, calib = noise_tables(cfg.noise, hyb, stages, calib_chip, xtr[first & alive], ytr[first & alive],
                                      stage_evaluator(xte[first_te], yte[first_te], [], list(range(c0)), []), ce_loss,
                                      cfg.r("calibration"), rank=8, alpha=32.0, target_modules=FACE_LORA_TARGETS,
                                      seed=seed, progress=progress)
@@ -140,5 +151,5 @@ def run_faces(cfg: FaceConfig | None = None, *, data: ScenarioData | None = None
     return scenario_report("faces", hw, seed, data.source, rows, hyb, base, xte[keep_new_te], prog, wb.deploy,
                            {"unlearn": ["unlearn"], "continual": ["learn"]}, extra={
         "config": {"composition": cfg.composition, "epoch_scale": cfg.epoch_scale, "write_every": cfg.write_every},
-        "classes": {"forget": [f], "retain": retain, "new": [new]}},
+        "classes": {"forget": [f], "retain": retain, "new": [new]}, "forget_audit": forgetting.audit()},
         noise=noise_rows, calibration=calib)

@@ -20,7 +20,8 @@ from torch import nn
 from ..hardware import get_preset
 from ..nn.model import HybridModel
 from ..training import predictions
-from .common import AnalogWriteBack, NoiseStudy, Recipe, accuracy_row, deploy_base, fit, objective_loss
+from .common import (AnalogWriteBack, NoiseStudy, Recipe, ScenarioForgetting, accuracy_row, deploy_base, fit,
+                     objective_loss)
 from .data import ScenarioData, speaker_data
 from .models import SPEAKER_LORA_TARGETS, SpikingLSM
 from .noise import noise_tables, stage_evaluator
@@ -35,6 +36,9 @@ class SpeakerConfig:
     ``"step"`` (default, as the reference baseline updates every step) or ``"epoch"`` (cheaper to simulate,
     but momentum SGD against cells that lag a whole epoch behind can diverge).
     """
+    #: the hybrid design's unlearning method and options (None: the reference recipe's objective)
+    unlearn_method: str | None = None
+    unlearn_options: dict | None = None
 
     initial_classes: int = 5
     forget_class: int = 1
@@ -73,13 +77,6 @@ def _one_hot_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def mse_loss(model, xb, yb, gen):
     return _one_hot_mse(model(xb), yb)
-
-
-def random_relabel_loss(forget_class: int, retain: list[int]):
-    """The registered ``random_label`` objective as the reference speaker task runs it: each forgotten
-    sample's label is redrawn uniformly from ``retain`` every batch, MSE to one-hot outputs."""
-    return objective_loss("random_label", [forget_class], len(retain) + 1, retained=retain, pool="retained",
-                          loss="mse")
 
 
 def rehearsal_loss(new_classes: list[int], keep_old: float):
@@ -127,13 +124,20 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
     calib_chip = copy.deepcopy(hyb)
     rows.append(accuracy_row("pretrained", "programmed chip", predictions(hyb, xte[first_te]), yte[first_te], [f],
                              retain, []))
-    relabel = random_relabel_loss(f, retain)
+    # the data controller's request to forget speaker f, honoured by each design through the unlearning core
+    # (both run the reference's random relabelling: labels redrawn from the retained speakers, MSE to one-hot)
+    forgetting = ScenarioForgetting(xtr, ytr, first, [f], (xte[first_te], yte[first_te]),
+                                    cfg.unlearn_method or "random_label",
+                                    cfg.unlearn_options if cfg.unlearn_method else {"pool": "retained", "loss": "mse"})
+
+    def relabel(method: str, options: dict):
+        return objective_loss(method, [f], len(retain) + 1, retained=retain, **options)
 
     # ---- hybrid
     hyb.add_adapter("unlearn", rank=cfg.rank, alpha=cfg.alpha, target_modules=SPEAKER_LORA_TARGETS, seed=seed)
-    with hyb.ledger.phase("unlearn"):
-        fit(hyb, hyb.adapter_parameters(["unlearn"]), xtr[first], ytr[first], relabel, cfg.r("unlearn"), seed,
-            "speakers: LoRA unlearn", progress=progress)
+    forgetting.honour("hybrid LoRA", hyb, lambda method, options: fit(
+        hyb, hyb.adapter_parameters(["unlearn"]), xtr[first], ytr[first], relabel(method, options), cfg.r("unlearn"),
+        seed, "speakers: LoRA unlearn", progress=progress))
     rows.append(accuracy_row("unlearned", "hybrid LoRA", predictions(hyb, xte[first_te]), yte[first_te], [f], retain, []))
     for p in hyb.adapter_parameters(["unlearn"]):
         p.requires_grad_(False)
@@ -146,9 +150,14 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
 
     # ---- baseline: every weight, written back into the cells
     wb = AnalogWriteBack(base, every=1 if cfg.write_back == "step" else cfg.unlearn.steps_per_epoch(int(first.sum())))
-    with wb.update("unlearn"):
-        fit(base, wb.params(), xtr[first], ytr[first], relabel, cfg.r("unlearn"), seed, "speakers: full-weight unlearn",
-            after_step=wb.after_step, progress=progress)
+
+    def baseline_unlearn(method: str, options: dict) -> None:
+        with wb.update("unlearn"):
+            fit(base, wb.params(), xtr[first], ytr[first], relabel(method, options), cfg.r("unlearn"), seed,
+                "speakers: full-weight unlearn", after_step=wb.after_step, progress=progress)
+
+    forgetting.honour("full-weight baseline", base, baseline_unlearn, last=True)
+    alive = forgetting.alive  # speaker f's training recordings are gone from here on
     rows.append(accuracy_row("unlearned", "full-weight baseline", predictions(base, xte[first_te]), yte[first_te], [f],
                              retain, []))
     grow_head(base, torch.Generator().manual_seed(seed + 7), trainable=True)
@@ -166,7 +175,7 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
     stages = [("pretrained", [], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [], n_classes=c0)),
               ("unlearned", ["unlearn"], stage_evaluator(xte[first_te], yte[first_te], [f], retain, [], n_classes=c0)),
               ("continual", hyb.active_adapters, stage_evaluator(xte[cl_te], yte[cl_te], [f], retain, [new]))]
-    noise_rows, calib = noise_tables(cfg.noise, hyb, stages, calib_chip, xtr[first], ytr[first],
+    noise_rows, calib = noise_tables(cfg.noise, hyb, stages, calib_chip, xtr[first & alive], ytr[first & alive],
                                      stage_evaluator(xte[first_te], yte[first_te], [], list(range(c0)), []), mse_loss,
                                      cfg.r("calibration"), rank=cfg.rank, alpha=cfg.alpha,
                                      target_modules=SPEAKER_LORA_TARGETS, seed=seed, progress=progress)
@@ -175,6 +184,7 @@ def run_speakers(cfg: SpeakerConfig | None = None, *, data: ScenarioData | None 
                                "config": {"hidden": cfg.hidden, "epoch_scale": cfg.epoch_scale,
                                           "write_back": cfg.write_back, "rehearsal": cfg.rehearsal},
                                "classes": {"forget": [f], "retain": retain, "new": [new]},
+                               "forget_audit": forgetting.audit(),
                                "input_spike_density": float((xte > 0).float().mean()),
                                "hidden_spike_rate": rate}, noise=noise_rows, calibration=calib)
 

@@ -13,73 +13,64 @@ import torch
 
 from ..nn.model import HybridModel
 from ..training import train_classifier
-from ..unlearning import get_objective, objective_names, stop_accuracy, train_objective
+from ..unlearning import JudgePolicy, Method, check_method, run_approximate
 from .forgetting import ForgetMixin, materialized_subset
 from .full_weight import AnalogFullFinetune, RetrainAndReprogram, reprogram_from_software
 from .hybrid_lora import HybridLoRA
 from ..validation import check_int
 
 
-def _check_method(method: str) -> str:
-    if method not in objective_names():
-        raise ValueError(f"unlearning method must be one of {objective_names()}, got {method!r}")
-    return method
-
-
 class _ApproxSettings:
     """Settings shared by the approximate-unlearning strategies; registers each learned experience."""
 
+    forget_kinds = ("objective",)
+
     def _set_approx(self, method, unlearn_epochs, unlearn_lr, method_options, stop_forget_acc, n_classes,
                     unlearn_batch_size) -> None:
-        self.method = _check_method(method)
-        get_objective(method, **(method_options or {}))  # options checked now, not at the first request
+        # the strategy's own method is checked now, not at the first request
+        self.method, self.method_options = check_method(method, method_options, self.forget_kinds)
+        self.method = self.method.name
         check_int(unlearn_epochs, "unlearn_epochs", 1)
         if not unlearn_lr > 0:
             raise ValueError(f"unlearn_lr must be > 0, got {unlearn_lr!r}")
         self.unlearn_epochs, self.unlearn_lr, self.unlearn_batch_size = unlearn_epochs, unlearn_lr, unlearn_batch_size
-        self.method_options = dict(method_options or {})
         self.stop_forget_acc, self.n_classes = stop_forget_acc, n_classes
+
+    def forget_defaults(self) -> tuple[str, dict]:
+        return self.method, self.method_options
 
     def train_dataset_adaptation(self, **kwargs):
         super().train_dataset_adaptation(**kwargs)
         self.register_experience(self.experience)
 
-    def _run_objective(self, model: HybridModel, params: list, ids: torch.Tensor, request, seed: int,
-                       after_step=None) -> dict:
-        method = _check_method(request.method or self.method)
-        options = self.method_options if method == self.method else {}
-        objective = get_objective(method, **options)
+    def _run_objective(self, model: HybridModel, params: list, ids: torch.Tensor, request, method: Method,
+                       options: dict, seed: int, after_step=None) -> dict:
         reg = self.registry
         forget, retain = reg.split(ids)
         n_cls = self.n_classes or int(reg.y.max()) + 1
-        if self.stop_forget_acc is not None:
-            target = self.stop_forget_acc
-        else:
-            test = None
-            if self.eval_data is not None:
-                from ..unlearning import accuracy_of
-
-                test = accuracy_of(model, *self.eval_data)
-            target = stop_accuracy(request.classes, n_cls, test)
-        retained = torch.unique(retain[1])
-        steps = train_objective(model, params, objective, forget, retain, epochs=self.unlearn_epochs,
-                                lr=self.unlearn_lr, batch_size=self.unlearn_batch_size, n_classes=n_cls,
-                                retained_classes=retained, seed=seed, after_step=after_step,
-                                stop_forget_acc=target, device=self.device)
-        return {"method": method, "options": objective.options, "steps": steps, "stop_forget_acc": target}
+        return run_approximate(model, params, method.name, options, forget, retain, epochs=self.unlearn_epochs,
+                               lr=self.unlearn_lr, batch_size=self.unlearn_batch_size, n_classes=n_cls,
+                               classes=request.classes, test=self.eval_data, stop_forget_acc=self.stop_forget_acc,
+                               seed=seed, after_step=after_step, device=self.device)
 
 
-class LoRAUnlearning(ForgetMixin, _ApproxSettings, HybridLoRA):
-    """HybridLoRA that also honours forget requests with an approximate objective on a new adapter."""
+class LoRAUnlearning(_ApproxSettings, ForgetMixin, HybridLoRA):
+    """HybridLoRA that also honours forget requests with an approximate objective on a new adapter.
+
+    A request that fails its judgement can be undone (``judge_policy=JudgePolicy(on_fail="rollback")``):
+    the new adapter is dropped, the base was never written.
+    """
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-2,
                  method_options: dict | None = None, stop_forget_acc: float | None = None,
-                 n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
-                 audit_path=None, eval_data=None, audit_key: bytes | None = None, **kwargs) -> None:
+                 n_classes: int | None = None, unlearn_batch_size: int | None = None, trust=None,
+                 audit_path=None, eval_data=None, audit_key=None, store_path=None,
+                 judge_policy: JudgePolicy | None = None, **kwargs) -> None:
         self._set_approx(method, unlearn_epochs, unlearn_lr, method_options, stop_forget_acc, n_classes,
                          unlearn_batch_size)
         self.unlearn_adapters: list[str] = []
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path,
+                              judge_policy=judge_policy)
         super().__init__(**kwargs)
 
     def model_adaptation(self, model=None):
@@ -88,7 +79,21 @@ class LoRAUnlearning(ForgetMixin, _ApproxSettings, HybridLoRA):
         model.set_active_adapters(model.active_adapters + [a for a in self.unlearn_adapters if a in model.adapter_names])
         return model
 
-    def _apply_forget(self, ids, request) -> dict:
+    def forget_rollback(self):
+        def snapshot():
+            return list(self.unlearn_adapters), self.model.active_adapters
+
+        def restore(saved):
+            kept, active = saved
+            for name in self.unlearn_adapters[len(kept):]:
+                if name in self.model.adapter_names:
+                    self.model.delete_adapter(name)
+            self.unlearn_adapters = kept
+            self.model.set_active_adapters(active)
+
+        return snapshot, restore
+
+    def _apply_forget(self, ids, request, method, options) -> dict:
         model: HybridModel = self.model
         name = f"unlearn{len(self.unlearn_adapters)}"
         model.add_adapter(name, rank=self.rank, alpha=self.alpha, target_modules=self.target_modules,
@@ -101,36 +106,45 @@ class LoRAUnlearning(ForgetMixin, _ApproxSettings, HybridLoRA):
         params = model.adapter_parameters([name])
         for p in params:
             p.requires_grad_(True)
-        detail = self._run_objective(model, params, ids, request, self.adapter_seed)
+        detail = self._run_objective(model, params, ids, request, method, options, self.adapter_seed)
         return {"adapter": name, **detail}
 
 
-class FullWeightUnlearning(ForgetMixin, _ApproxSettings, AnalogFullFinetune):
+class FullWeightUnlearning(_ApproxSettings, ForgetMixin, AnalogFullFinetune):
     """Baseline: the same approximate objective on every weight, written back after each step."""
 
     def __init__(self, *, method: str = "neg_ce", unlearn_epochs: int = 16, unlearn_lr: float = 1e-3,
                  method_options: dict | None = None, stop_forget_acc: float | None = None,
-                 n_classes: int | None = None, unlearn_batch_size: int | None = None, admins=("controller",),
-                 audit_path=None, eval_data=None, audit_key: bytes | None = None, **kwargs) -> None:
+                 n_classes: int | None = None, unlearn_batch_size: int | None = None, trust=None,
+                 audit_path=None, eval_data=None, audit_key=None, store_path=None,
+                 judge_policy: JudgePolicy | None = None, **kwargs) -> None:
         self._set_approx(method, unlearn_epochs, unlearn_lr, method_options, stop_forget_acc, n_classes,
                          unlearn_batch_size)
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key)
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path,
+                              judge_policy=judge_policy)
         super().__init__(**kwargs)
 
-    def _apply_forget(self, ids, request) -> dict:
+    def _apply_forget(self, ids, request, method, options) -> dict:
         model: HybridModel = self.model
         shadows = [layer.weight_shadow for layer in model.hybrid_layers()]
-        detail = self._run_objective(model, shadows, ids, request, 0, after_step=lambda opt: model.write_back_shadows())
+        detail = self._run_objective(model, shadows, ids, request, method, options, 0,
+                                     after_step=lambda opt: model.write_back_shadows())
         return {**detail, "reprogrammed_every_step": True}
 
 
 class RetrainUnlearning(ForgetMixin, RetrainAndReprogram):
     """Exact baseline: retrain a fresh model in the digital unit on everything retained, then reprogram every cell."""
 
-    def __init__(self, *, admins=("controller",), audit_path=None, eval_data=None, audit_key: bytes | None = None,
-                 **kwargs) -> None:
-        self._init_forgetting(admins, audit_path, eval_data, audit_key=audit_key)
+    forget_kinds = ("retrain",)
+
+    def __init__(self, *, trust=None, audit_path=None, eval_data=None, audit_key=None, store_path=None,
+                 judge_policy: JudgePolicy | None = None, **kwargs) -> None:
+        self._init_forgetting(trust, audit_path, eval_data, audit_key=audit_key, store_path=store_path,
+                              judge_policy=judge_policy)
         super().__init__(**kwargs)
+
+    def forget_defaults(self) -> tuple[str, None]:
+        return "retrain", None
 
     def train_dataset_adaptation(self, **kwargs):
         super().train_dataset_adaptation(**kwargs)
@@ -152,7 +166,7 @@ class RetrainUnlearning(ForgetMixin, RetrainAndReprogram):
             self._seen[k] = materialized_subset(ds, keep)  # a view would keep the whole source tensor
         return removed
 
-    def _apply_forget(self, ids, request) -> dict:
+    def _apply_forget(self, ids, request, method, options) -> dict:
         reg = self.registry
         keep = ~torch.isin(reg.ids, ids)
         self.model.module.load_state_dict(self._fresh_software().state_dict())

@@ -5,13 +5,16 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from ..unlearning import ForgetRequest, unlearning_row
+from ..unlearning import SignedRequest, unlearning_row
 
 
-def compare_unlearning(factories: dict[str, Callable[[], object]], experience, requests: dict[str, ForgetRequest],
+def compare_unlearning(factories: dict[str, Callable[[], object]], experience, requests: dict[str, SignedRequest],
                        retrain: str | dict[str, str] | None = None,
                        progress: bool = True) -> tuple[dict[str, list[dict]], dict]:
     """For each request, a fresh strategy per factory learns ``experience`` and honours the request.
+
+    Each request is signed for the strategies' audience (they are fresh copies
+    of one learner, each with its own store, so each honours it once).
 
     ``retrain`` names the strategy whose result is the reference of the gap
     (retraining without the data), or maps each strategy to its own reference

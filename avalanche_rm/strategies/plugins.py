@@ -57,6 +57,10 @@ class SeenClassesMask(SupervisedPlugin):
     loss of new classes start very high, and LoRA branches on feature layers
     learn to silence the features (dead ReLUs), collapsing the network onto one
     output (see :meth:`~avalanche_rm.nn.model.HybridModel.set_output_classes`).
+
+    The mask starts from the classes the analogue base was trained on
+    (``model.base_classes``, set by ``pretrain_and_program``), so a public
+    base keeps its own classes while the adapters learn new ones.
     """
 
     def __init__(self) -> None:
@@ -67,5 +71,12 @@ class SeenClassesMask(SupervisedPlugin):
         classes = getattr(strategy.experience, "classes_in_this_experience", None)
         if classes is None or not hasattr(strategy.model, "set_output_classes"):
             return
-        self.seen |= {int(c) for c in classes}
+        self.seen |= set(getattr(strategy.model, "base_classes", ())) | {int(c) for c in classes}
         strategy.model.set_output_classes(self.seen)
+
+    def reset(self, model, learned_classes) -> None:
+        """After a forget request: the mask a strategy that never learned the forgotten data would have
+        (the base's classes and ``learned_classes``, those of the data that remain)."""
+        self.seen = set(getattr(model, "base_classes", ())) | {int(c) for c in learned_classes}
+        if self.seen and hasattr(model, "set_output_classes"):
+            model.set_output_classes(self.seen)

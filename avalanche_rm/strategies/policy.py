@@ -60,4 +60,5 @@ def pretrain_and_program(module: nn.Module, hardware: HardwareConfig, x: torch.T
     model = convert_to_hybrid(module, hardware)
     dev = next(module.parameters()).device
     model.program(seed=seed, calibration_data=x[:calibration_samples].to(dev))
+    model.base_classes = torch.unique(torch.as_tensor(y)).tolist()
     return model

@@ -6,6 +6,8 @@
   on (true-class confidence, entropy), fitted on retained samples (members) vs
   half of the test set (non-members), scored on the forget set; ``mia_efficacy``
   is the share of forgotten samples it calls non-members (SalUn's MIA-Efficacy).
+  Both attacks first show they have power (members vs non-members they were not
+  fitted on, AUC interval above 0.5) or report "no power" instead of a figure.
 - LiRA (Carlini et al., S&P 2022) with shadow models: each shadow trains on a
   random half of a candidate population, and a sample's logit-scaled confidence
   on the target is scored by the likelihood ratio of the shadows that saw it
@@ -67,36 +69,96 @@ def roc_auc(members_score: np.ndarray, nonmembers_score: np.ndarray) -> float:
     return float(roc_auc_score(y, np.concatenate([members_score, nonmembers_score])))
 
 
+#: two-sided normal quantile of the reported intervals (95 %)
+Z95 = 1.959963984540054
+
+
+def auc_interval(auc: float, n_members: int, n_nonmembers: int, z: float = Z95) -> tuple[float, float]:
+    """Confidence interval of a ROC-AUC from its Hanley-McNeil (1982) standard error, clipped to [0, 1]."""
+    a, n1, n2 = float(auc), int(n_members), int(n_nonmembers)
+    if n1 < 1 or n2 < 1 or math.isnan(a):
+        return float("nan"), float("nan")
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
+    se = math.sqrt(max(var, 0.0))
+    if se == 0.0:  # a perfect separation: the error formula degenerates; fall back to one sample's resolution
+        se = 1.0 / math.sqrt(n1 * n2)
+    return max(0.0, a - z * se), min(1.0, a + z * se)
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (``successes`` of ``n``)."""
+    if n < 1:
+        return float("nan"), float("nan")
+    p = successes / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
 def mia(model, forget: tuple[torch.Tensor, torch.Tensor], retain: tuple[torch.Tensor, torch.Tensor],
         test: tuple[torch.Tensor, torch.Tensor], seed: int = 0) -> dict[str, float]:
-    """SVC and loss-threshold attacks on the forget set against held-out test data."""
+    """SVC and loss-threshold attacks on the forget set against held-out test data, with their power.
+
+    Test data are split in halves: one trains the SVC (with as many retained
+    samples as members), the other is the non-member reference. *Power* comes
+    first: each attack is scored on retained samples it was not fitted on
+    (members) against the reference half; an attack whose AUC interval holds
+    0.5 cannot tell members from non-members on this model, and its forget-set
+    figures are reported as NaN with ``mia_has_power = 0`` ("no power"), never
+    as a number. Every AUC comes with a 95 % interval and its sample counts.
+    """
     from sklearn.svm import SVC
 
     (xf, yf), (xr, yr), (xt, yt) = forget, retain, test
-    if len(yf) == 0 or len(yt) < 4 or len(yr) == 0:
-        raise ValueError(f"MIA needs non-empty forget/retain sets and >= 4 test samples, got "
+    if len(yf) == 0 or len(yt) < 4 or len(yr) < 2:
+        raise ValueError(f"MIA needs a non-empty forget set, >= 2 retained and >= 4 test samples, got "
                          f"{len(yf)}/{len(yr)}/{len(yt)}")
     rng = np.random.default_rng(seed)
     pt = predict_proba(model, xt)
     perm = rng.permutation(len(yt))
     shadow_t, eval_t = perm[: len(perm) // 2], perm[len(perm) // 2:]
     pr = predict_proba(model, xr)
-    r_idx = rng.permutation(len(yr))[: len(shadow_t)]
-    ft = _features(pt, yt.cpu())
-    x_fit = np.concatenate([_features(pr, yr.cpu())[r_idx], ft[shadow_t]])
-    y_fit = np.concatenate([np.ones(len(r_idx)), np.zeros(len(shadow_t))])
+    r_perm = rng.permutation(len(yr))
+    n_fit = min(len(shadow_t), len(yr) // 2)
+    r_fit, r_held = r_perm[:n_fit], r_perm[n_fit:][: max(len(eval_t), 1) * 4]
+    ft, fr = _features(pt, yt.cpu()), _features(pr, yr.cpu())
+    x_fit = np.concatenate([fr[r_fit], ft[shadow_t]])
+    y_fit = np.concatenate([np.ones(len(r_fit)), np.zeros(len(shadow_t))])
     svc = SVC(C=3, gamma="auto", kernel="rbf").fit(x_fit, y_fit)
     pf = predict_proba(model, xf)
     ff = _features(pf, yf.cpu())
-    dec_f, dec_t = svc.decision_function(ff), svc.decision_function(ft[eval_t])
-    pred = np.concatenate([svc.predict(ff), svc.predict(ft[eval_t])])
-    y_ev = np.concatenate([np.ones(len(ff)), np.zeros(len(eval_t))])
-    return {
-        "mia_svc_auc": roc_auc(dec_f, dec_t),
-        "mia_svc_accuracy": float((pred == y_ev).mean()),
-        "mia_efficacy": float((svc.predict(ff) == 0).mean()),
-        "mia_loss_auc": roc_auc(-_loss(pf, yf.cpu()), -_loss(pt, yt.cpu())[eval_t]),
-    }
+    lt, lr, lf = -_loss(pt, yt.cpu())[eval_t], -_loss(pr, yr.cpu())[r_held], -_loss(pf, yf.cpu())
+    dt, dr, df = svc.decision_function(ft[eval_t]), svc.decision_function(fr[r_held]), svc.decision_function(ff)
+    out = {"mia_n_forget": float(len(yf)), "mia_n_test": float(len(eval_t)), "mia_n_retain": float(len(r_held))}
+    for name, (m_score, f_score, t_score) in {"loss": (lr, lf, lt), "svc": (dr, df, dt)}.items():
+        power = roc_auc(m_score, t_score)
+        lo, hi = auc_interval(power, len(m_score), len(t_score))
+        has = lo > 0.5
+        auc = roc_auc(f_score, t_score)
+        flo, fhi = auc_interval(auc, len(f_score), len(t_score))
+        nan = float("nan")
+        out.update({f"mia_{name}_power_auc": power, f"mia_{name}_power_lo": lo, f"mia_{name}_power_hi": hi,
+                    f"mia_{name}_has_power": float(has), f"mia_{name}_auc": auc if has else nan,
+                    f"mia_{name}_auc_lo": flo if has else nan, f"mia_{name}_auc_hi": fhi if has else nan})
+    svc_power = bool(out["mia_svc_has_power"])
+    out["mia_has_power"] = float(bool(out["mia_loss_has_power"]) or svc_power)
+    out["mia_efficacy"] = float((svc.predict(ff) == 0).mean()) if svc_power else float("nan")
+    out["mia_efficacy_lo"], out["mia_efficacy_hi"] = (
+        wilson_interval(float((svc.predict(ff) == 0).sum()), len(yf)) if svc_power else (float("nan"),) * 2)
+    return out
+
+
+def format_auc(m: dict, name: str = "loss") -> str:
+    """``"0.53 [0.41, 0.65] n=47/23"`` for an attack's forget-set AUC, or ``"no power (0.51 [0.44, 0.58])"``."""
+    nf, nt = int(m.get("mia_n_forget", 0)), int(m.get("mia_n_test", 0))
+    if f"mia_{name}_has_power" not in m:
+        return "-"
+    if not m[f"mia_{name}_has_power"]:
+        return (f"no power ({m[f'mia_{name}_power_auc']:.2f} [{m[f'mia_{name}_power_lo']:.2f}, "
+                f"{m[f'mia_{name}_power_hi']:.2f}])")
+    return f"{m[f'mia_{name}_auc']:.2f} [{m[f'mia_{name}_auc_lo']:.2f}, {m[f'mia_{name}_auc_hi']:.2f}] n={nf}/{nt}"
 
 
 def logit_confidence(model, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:

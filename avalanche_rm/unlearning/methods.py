@@ -1,104 +1,105 @@
-"""Approximate unlearning: train some parameters with a registered objective on forget + retain data.
+"""Unlearning methods by name: what a request may ask for, what each kind of learner can run, what it guarantees.
 
-On a hybrid chip the parameters are a fresh adapter (the analogue base is
-never written); on the full-weight baseline they are the digital weight
-shadows, written back into the cells after each step (``after_step``). Every
-forward pass, optimiser step and the stopping check run on the chip and are
-charged; so is a teacher's output (SCRUB): it is computed once before training
-and kept in digital memory.
+Every approximate objective registered in :mod:`.objectives` is a method of
+kind ``"objective"``; the built-in exact methods are ``"exact"`` (SISA: retrain
+the sharded adapters that held the data), ``"drop"`` (drop the adapters, or a
+federated client's contribution, that only the forgotten data trained) and
+``"retrain"`` (retrain from scratch without the data and reprogram the array).
+A learner (an Avalanche strategy, a Flower client) says which kinds it runs;
+:func:`check_method` refuses anything else, or bad options, before anything
+changes. A new objective is one ``@register_objective``; a new kind of method
+is one :func:`register_method` plus the learner code that runs it.
+
+Guarantees, weakest last: ``"bit-identical"`` (the result equals training
+without the data, draw for draw), ``"retrained"`` (a fresh training run
+without the data: what retraining gives, with other random draws) and
+``"approximate"`` (judged against what retraining would show; see
+:mod:`.judge`). A learner may weaken a method's guarantee for one request (a
+federated ``"exact"`` request the federation cannot replay is approximate).
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Iterable, Mapping
 
-import torch
+from .objectives import get_objective, objective_names
+from .requests import ForgetRefused
 
-from ..costs import pricing
-from ..nn.chip import ChipModel
-from .objectives import Objective, ObjectiveContext
-from ..validation import check_int
-
-
-#: forget-set accuracy at which a class request stops: a model retrained without the class never predicts it
-CLASS_STOP_ACCURACY = 0.02
+GUARANTEES = ("bit-identical", "retrained", "approximate")
+KINDS = ("objective", "sisa", "drop", "retrain")
 
 
-def stop_accuracy(request_classes, n_classes: int, test_accuracy: float | None) -> float:
-    """Forget-set accuracy at which approximate unlearning stops: what retraining without the data would show.
+@dataclass(frozen=True)
+class Method:
+    """A named unlearning method: its kind (which learners can run it) and the guarantee it gives."""
 
-    Class requests: (nearly) 0, since a model retrained without the class never
-    predicts it. Sample/owner requests: the accuracy on unseen test data
-    (pushing lower is itself a membership signal, as SCRUB+R notes); chance
-    level when no test data are at hand.
-    """
-    if request_classes is not None:
-        return CLASS_STOP_ACCURACY
-    if test_accuracy is None:
-        return 1.0 / max(n_classes, 1)
-    return test_accuracy
+    name: str
+    kind: str
+    guarantee: str
+    summary: str
 
 
-def train_objective(model: ChipModel, params: list, objective: Objective, forget: tuple, retain: tuple, *,
-                    epochs: int, lr: float, batch_size: int | None, n_classes: int,
-                    retained_classes: torch.Tensor | None = None, seed: int = 0,
-                    after_step: Callable[[torch.optim.Optimizer], None] | None = None,
-                    stop_forget_acc: float | None = None, device="cpu") -> int:
-    """Run ``objective`` on ``params`` for up to ``epochs``; returns the optimiser steps taken.
+_METHODS: dict[str, Method] = {}
 
-    ``batch_size=None`` is full-batch (the reference face recipe: one step per
-    epoch). Training stops early once the forget-set accuracy, checked on the
-    chip after each epoch, is at most ``stop_forget_acc``.
-    """
-    check_int(epochs, "unlearning epochs", 1)
-    if not lr > 0:
-        raise ValueError(f"unlearning lr must be > 0, got {lr!r}")
-    (xf, yf), (xr, yr) = forget, retain
-    x = torch.cat([xf, xr]).to(device)
-    y = torch.cat([yf, yr]).to(device)
-    is_f = torch.cat([torch.ones(len(yf), dtype=torch.bool), torch.zeros(len(yr), dtype=torch.bool)]).to(device)
-    bs = batch_size or len(y)
-    opt = torch.optim.Adam(params, lr=lr)
-    model.attach_optimizer(opt)
-    gen = torch.Generator().manual_seed(seed)
-    dig = model.hardware.digital
-    phase = model.ledger.current_phase("unlearn")
-    teacher = None
-    if objective.needs_teacher:
-        model.eval()
-        with torch.no_grad():  # the model before this run: its outputs are kept in digital memory
-            teacher = torch.cat([model(x[i:i + 512]) for i in range(0, len(y), 512)]).detach()
-        model.ledger.charge(phase, pricing.memory_write(dig, teacher.numel() * dig.activation_bytes))
-    ctx = ObjectiveContext(n_classes=n_classes, generator=gen, retained_classes=retained_classes)
-    steps = 0
-    settle_left = None  # epochs still to run once the stopping rule is met
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=gen).to(device)
-        for i in range(0, len(y), bs):
-            b = perm[i:i + bs]
-            opt.zero_grad()
-            out = model(x[b])
-            ctx.step = steps
-            if teacher is not None:
-                ctx.teacher_out = teacher[b]
-                model.ledger.charge(phase, pricing.memory_read(dig, ctx.teacher_out.numel() * dig.activation_bytes))
-            objective.loss(out, y[b], is_f[b], ctx).backward()
-            opt.step()
-            steps += 1
-            if after_step is not None:
-                after_step(opt)
-        if settle_left is not None:
-            settle_left -= 1
-            if settle_left <= 0:
-                break
-        elif stop_forget_acc is not None and len(yf):
-            model.eval()
-            with torch.no_grad():  # the stopping check is an inference on the chip: charged
-                acc = float((model(xf.to(device)).argmax(-1) == yf.to(device)).float().mean())
-            model.train()
-            if acc <= stop_forget_acc:
-                if objective.settle_epochs <= 0:
-                    break
-                settle_left, ctx.settling = objective.settle_epochs, True
-    model.eval()
-    return steps
+
+def register_method(name: str, kind: str, guarantee: str, summary: str) -> Method:
+    """Make a non-objective method known by ``name`` (objectives register in :mod:`.objectives`)."""
+    if kind not in KINDS or kind == "objective":
+        raise ValueError(f"method kind must be one of {[k for k in KINDS if k != 'objective']}, got {kind!r}")
+    if guarantee not in GUARANTEES:
+        raise ValueError(f"guarantee must be one of {GUARANTEES}, got {guarantee!r}")
+    if name in _METHODS or name in objective_names():
+        raise ValueError(f"method {name!r} is already registered")
+    _METHODS[name] = Method(name, kind, guarantee, summary)
+    return _METHODS[name]
+
+
+EXACT = register_method("exact", "sisa", "bit-identical",
+                        "retrain the sharded adapters that held the data from their first stage that saw it")
+DROP = register_method("drop", "drop", "bit-identical",
+                       "drop the adapters (or the federated contribution) only the forgotten data trained")
+RETRAIN = register_method("retrain", "retrain", "retrained",
+                          "retrain the network from scratch without the data, then reprogram every cell")
+
+
+def method_names() -> list[str]:
+    """Every method a request may name."""
+    return sorted(set(_METHODS) | set(objective_names()))
+
+
+def get_method(name: str) -> Method:
+    if name in _METHODS:
+        return _METHODS[name]
+    if name in objective_names():
+        cls = type(get_objective(name))
+        return Method(name, "objective", "approximate", (cls.__doc__ or name).strip().split("\n")[0])
+    raise ValueError(f"unknown unlearning method {name!r}; methods are {method_names()}")
+
+
+def weaker(a: str, b: str) -> str:
+    """The weaker of two guarantees."""
+    return GUARANTEES[max(GUARANTEES.index(a), GUARANTEES.index(b))]
+
+
+def check_method(name: str, options: Mapping | None, kinds: Iterable[str], request_id: str = "") -> tuple[Method, dict]:
+    """The method and its full options for a request, or :class:`ForgetRefused` (nothing has changed yet)
+    when the name is unknown, this learner cannot run its kind, or an option is bad."""
+    where = f"request {request_id}: " if request_id else ""
+    kinds = tuple(kinds)
+    try:
+        method = get_method(name)
+    except ValueError as e:
+        raise ForgetRefused(where + str(e)) from None
+    if method.kind not in kinds:
+        runnable = [m for m in method_names() if get_method(m).kind in kinds]
+        raise ForgetRefused(f"{where}method {name!r} ({method.kind}) cannot run on this learner; it runs "
+                            f"{runnable}")
+    options = dict(options or {})
+    if method.kind == "objective":
+        try:
+            options = dict(get_objective(name, **options).options)
+        except (TypeError, ValueError) as e:
+            raise ForgetRefused(f"{where}method {name!r}: {e}") from None
+    elif options:
+        raise ForgetRefused(f"{where}method {name!r} takes no options, got {sorted(options)}")
+    return method, options

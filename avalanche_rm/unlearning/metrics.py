@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .attacks import accuracy_of, mia
+from .attacks import accuracy_of, mia, wilson_interval
 
 GAP_KEYS = ("UA", "RA", "TA", "MIA-efficacy")
 
@@ -24,22 +24,30 @@ def verify(model, forget: tuple[torch.Tensor, torch.Tensor], retain: tuple[torch
            seed: int = 0) -> dict[str, float]:
     """Accuracies and attacks on the current model.
 
-    For class requests (``classes``) the test data of those classes are the
-    non-member reference of the attacks, and the test accuracy is also split
-    into the forgotten classes and the others.
+    Sample and owner requests: membership attacks on the forget set against
+    held-out test data (:func:`~avalanche_rm.unlearning.attacks.mia`: with
+    their power, intervals and counts; "no power" is NaN). Class requests use a
+    class-level measure instead, since a per-sample attack on a forgotten class
+    only measures generalisation: the recall of the forgotten classes on
+    held-out data (``test_forget_class_acc``) with its Wilson interval and
+    count, beside the test accuracy on the remaining classes.
     """
-    out = {"forget_acc": accuracy_of(model, *forget), "retain_acc": accuracy_of(model, *retain)}
+    out = {"forget_acc": accuracy_of(model, *forget), "retain_acc": accuracy_of(model, *retain),
+           "n_forget": float(len(forget[1])), "n_retain": float(len(retain[1]))}
     if test is not None and len(test[1]):
         xt, yt = test
         out["test_acc"] = accuracy_of(model, xt, yt)
-        ref = (xt, yt)
         if classes is not None:
             m = torch.isin(yt, torch.tensor(list(classes)))
+            n = int(m.sum())
             out["test_forget_class_acc"] = accuracy_of(model, xt[m], yt[m])
             out["test_retain_class_acc"] = accuracy_of(model, xt[~m], yt[~m])
-            ref = (xt[m], yt[m])
-        if with_mia and len(forget[1]) > 0 and len(ref[1]) >= 4 and len(retain[1]) > 0:
-            out.update(mia(model, forget, retain, ref, seed=seed))
+            out["class_recall_n"] = float(n)
+            if n:
+                lo, hi = wilson_interval(out["test_forget_class_acc"] * n, n)
+                out["class_recall_lo"], out["class_recall_hi"] = lo, hi
+        elif with_mia and len(forget[1]) > 0 and len(yt) >= 4 and len(retain[1]) >= 2:
+            out.update(mia(model, forget, retain, test, seed=seed))
     out.update(literature_names(out))
     return out
 

@@ -8,7 +8,8 @@ objectives up here, so a new method is one registration::
     class MyMethod(Objective):
         def loss(self, out, y, forget, ctx): ...
 
-Registered: ``neg_ce`` (class-weighted cross-entropy, the reference face task),
+Registered: ``neg_ce`` (class-weighted cross-entropy, the reference face task), ``finetune``
+(the retained data alone, the reference face baseline),
 ``random_label`` (random relabelling; the reference speaker task uses
 ``pool="retained", loss="mse"``), ``neggrad_plus`` (NegGrad+), ``scrub`` (SCRUB,
 Kurmanji et al. 2023) and ``random_target`` (the reference diffusion task's
@@ -114,6 +115,16 @@ class NegCE(Objective):
         return weighted_ce(out, y, forget, self.options["forget_weight"])
 
 
+@register_objective("finetune")
+class FineTune(Objective):
+    """Fine-tune on the retained data alone (the "FT" baseline of the SalUn / SCRUB tables): forgotten samples
+    contribute nothing, and the model drifts away from them as it keeps training."""
+
+    def loss(self, out, y, forget, ctx):
+        keep = ~forget
+        return F.cross_entropy(out[keep], y[keep]) if bool(keep.any()) else _zero(out)
+
+
 @register_objective("random_label")
 class RandomLabel(Objective):
     """Forgotten samples get a random label, redrawn every batch, and the model fits the relabelled batch.
@@ -170,7 +181,8 @@ class Scrub(Objective):
     away from the teacher (the model before unlearning) on forgotten samples and a min-step that keeps it
     close on retained ones (KL to the teacher at temperature ``T`` plus ``gamma`` CE). As in the paper's
     schedule (max-steps only in the first epochs), once the forget set is forgotten the run continues
-    with ``settle_epochs`` of min-steps alone, which repair what the max-steps cost the retained data."""
+    with ``settle_epochs`` of min-steps alone, which repair what the max-steps cost the retained data (checked
+    every epoch: if the repair brings the forget set back, the max-steps resume)."""
 
     needs_teacher = True
 

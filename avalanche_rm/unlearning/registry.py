@@ -9,10 +9,10 @@ for good (the tensors are rebuilt without them, nothing keeps the old ones).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import torch
 
+from .auth import Principal
 from .requests import ForgetRefused, ForgetRequest
 
 
@@ -28,10 +28,6 @@ def dataset_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
     x = torch.stack(xs) if xs else torch.zeros(0)
     return (x, torch.tensor(ys, dtype=torch.long), torch.tensor([int(v) for v in dataset.sample_ids]),
             torch.tensor([int(v) for v in dataset.owners]))
-
-
-def owner_of(requester) -> int | None:
-    return requester if isinstance(requester, int) and not isinstance(requester, bool) else None
 
 
 @dataclass
@@ -66,10 +62,20 @@ class DataRegistry:
     def mask(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.isin(self.ids, ids)
 
+    def positions(self, ids: torch.Tensor) -> torch.Tensor:
+        """Row of each of ``ids`` (in the order given); ``ValueError`` naming any id not registered."""
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        order = torch.argsort(self.ids)
+        where = torch.searchsorted(self.ids[order], ids).clamp_max(max(len(self.ids) - 1, 0))
+        rows = order[where] if len(self.ids) else where
+        bad = (self.ids[rows] != ids) if len(self.ids) else torch.ones_like(ids, dtype=torch.bool)
+        if bool(bad.any()):
+            raise ValueError(f"sample ids not registered: {ids[bad][:10].tolist()}")
+        return rows
+
     def take(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and labels of ``ids`` in the order given."""
-        pos = {int(i): k for k, i in enumerate(self.ids.tolist())}
-        rows = torch.tensor([pos[int(i)] for i in ids], dtype=torch.long)
+        rows = self.positions(ids)
         return self.x[rows], self.y[rows]
 
     def split(self, forget_ids: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -86,40 +92,40 @@ class DataRegistry:
         return n
 
     # ------------------------------------------------------------ authorisation
-    def resolve(self, request: ForgetRequest, admins: Iterable[str]) -> torch.Tensor:
+    def resolve(self, request: ForgetRequest, principal: Principal) -> torch.Tensor:
         """Sample ids a request covers; raises :class:`ForgetRefused` (nothing changes) if it is not allowed.
 
-        An owner (``requester`` = owner id) may forget its own samples or all of
-        its data; class-level requests need a requester in ``admins`` (the data
-        controller). Unknown or already forgotten ids, and data of another owner,
-        are refused.
+        ``principal`` is who the request's signature proves it comes from
+        (:meth:`KeyDirectory.verify`), never the request's own word: an owner
+        may forget its own samples or all of its data; a data controller may
+        forget anything, and only a controller may forget whole classes.
+        Unknown or already forgotten ids are refused.
         """
-        admins = set(admins)
         if not isinstance(request, ForgetRequest):
             raise ForgetRefused(f"expected a ForgetRequest, got {type(request).__name__}")
+        if not isinstance(principal, Principal):
+            raise ForgetRefused(f"request {request.request_id}: no verified principal (got {principal!r})")
+        rid = request.request_id
         if request.kind == "samples":
             ids = torch.tensor(request.sample_ids, dtype=torch.long)
             known = torch.isin(ids, self.ids)
             if not bool(known.all()):
-                raise ForgetRefused(f"request {request.request_id}: unknown or already forgotten sample ids "
-                                    f"{ids[~known][:10].tolist()}")
+                raise ForgetRefused(f"request {rid}: unknown or already forgotten sample ids {ids[~known][:10].tolist()}")
             owners = self.owners[self.mask(ids)]
-            if request.requester not in admins and bool((owners != owner_of(request.requester)).any()):
-                raise ForgetRefused(f"request {request.request_id}: requester {request.requester!r} does not own "
-                                    f"all of the named samples")
+            if not principal.is_controller and bool((owners != principal.owner).any()):
+                raise ForgetRefused(f"request {rid}: {principal} does not own all of the named samples")
             return ids
         if request.kind == "owner":
-            if request.requester not in admins and owner_of(request.requester) != request.owner:
-                raise ForgetRefused(f"request {request.request_id}: requester {request.requester!r} may not "
-                                    f"forget owner {request.owner}'s data")
+            if not principal.is_controller and principal.owner != request.owner:
+                raise ForgetRefused(f"request {rid}: {principal} may not forget owner {request.owner}'s data")
             ids = self.ids[self.owners == request.owner]
             if len(ids) == 0:
-                raise ForgetRefused(f"request {request.request_id}: owner {request.owner} has no learned data")
+                raise ForgetRefused(f"request {rid}: owner {request.owner} has no learned data")
             return ids
-        if request.requester not in admins:
-            raise ForgetRefused(f"request {request.request_id}: class-level forgetting needs a data controller "
-                                f"({sorted(admins)}), not {request.requester!r}")
+        if not principal.is_controller:
+            raise ForgetRefused(f"request {rid}: class-level forgetting needs a data controller's signature, not "
+                                f"{principal}'s")
         ids = self.ids[torch.isin(self.y, torch.tensor(request.classes, dtype=torch.long))]
         if len(ids) == 0:
-            raise ForgetRefused(f"request {request.request_id}: no learned samples of classes {request.classes}")
+            raise ForgetRefused(f"request {rid}: no learned samples of classes {request.classes}")
         return ids

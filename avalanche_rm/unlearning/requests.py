@@ -1,8 +1,8 @@
 """Forget requests: what to forget, who asks, and (optionally) which method honours it."""
 from __future__ import annotations
 
-import itertools
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 from ..validation import check_int
@@ -10,9 +10,6 @@ from ..validation import check_int
 
 class ForgetRefused(ValueError):
     """A forget request that cannot be honoured; nothing was changed."""
-
-
-_counter = itertools.count()
 
 
 def _int_tuple(name: str, values) -> tuple[int, ...] | None:
@@ -34,11 +31,15 @@ class ForgetRequest:
     """What to forget and who asks.
 
     Exactly one of ``sample_ids``, ``classes`` or ``owner`` names the data.
-    ``requester`` is checked by the strategy: an owner may forget its own data;
-    class-level requests need a data controller (``admins`` of the strategy).
-    ``method`` optionally names a registered objective
-    (:mod:`avalanche_rm.unlearning.objectives`) for an approximate strategy or a
-    Flower client; ``None`` keeps the strategy's own.
+    ``requester`` names who signs it: an owner id (an owner may forget its own
+    data) or a data controller's name (class-level requests need one). A
+    request is honoured only when signed by that requester's key (see
+    :mod:`avalanche_rm.unlearning.auth`); ``request_id`` is a single-use random
+    id (a replay of it is refused).
+    ``method`` optionally names a registered method
+    (:func:`avalanche_rm.unlearning.method_names`) with its ``options`` (an
+    objective's options); ``None`` keeps the learner's own. The learner checks
+    both before anything changes.
     """
 
     requester: int | str
@@ -47,6 +48,7 @@ class ForgetRequest:
     owner: int | None = None
     request_id: str = field(default="")
     method: str | None = None
+    options: dict | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.requester, bool) or not isinstance(self.requester, (int, str)) or self.requester == "":
@@ -61,9 +63,22 @@ class ForgetRequest:
             raise ValueError("ForgetRequest needs exactly one of sample_ids, classes or owner "
                              f"(got {named})")
         if self.method is not None and (not isinstance(self.method, str) or not self.method):
-            raise ValueError(f"ForgetRequest.method must be a registered objective name or None, got {self.method!r}")
+            raise ValueError(f"ForgetRequest.method must be a registered method name or None, got {self.method!r}")
+        if self.options is not None:
+            if self.method is None:
+                raise ValueError("ForgetRequest.options need a method to apply to")
+            if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
+                raise ValueError(f"ForgetRequest.options must be a mapping of option names, got {self.options!r}")
+            try:
+                json.dumps(dict(self.options))
+            except (TypeError, ValueError):
+                raise ValueError(f"ForgetRequest.options must be JSON values, got {self.options!r}") from None
+            object.__setattr__(self, "options", dict(self.options))
         if not self.request_id:
-            object.__setattr__(self, "request_id", f"req-{next(_counter)}")
+            object.__setattr__(self, "request_id", f"req-{secrets.token_hex(16)}")
+        elif not isinstance(self.request_id, str) or len(self.request_id) > 128:
+            raise ValueError(f"ForgetRequest.request_id must be a string of at most 128 characters, "
+                             f"got {self.request_id!r:.80}")
 
     @property
     def kind(self) -> str:
@@ -79,13 +94,14 @@ class ForgetRequest:
         """Parse an untrusted payload (e.g. a JSON message); raises ``ValueError`` on anything malformed."""
         if not isinstance(d, Mapping):
             raise ValueError(f"forget request payload must be a mapping, got {type(d).__name__}")
-        allowed = {"requester", "sample_ids", "classes", "owner", "request_id", "kind", "method"}
+        allowed = {"requester", "sample_ids", "classes", "owner", "request_id", "kind", "method", "options"}
         unknown = set(d) - allowed
         if unknown:
             raise ValueError(f"forget request payload has unknown field(s) {sorted(unknown)}")
         if "requester" not in d:
             raise ValueError("forget request payload needs a 'requester'")
-        kw = {k: d[k] for k in ("requester", "sample_ids", "classes", "owner", "request_id", "method") if k in d}
+        kw = {k: d[k] for k in ("requester", "sample_ids", "classes", "owner", "request_id", "method", "options")
+              if k in d}
         if kw.get("request_id") is not None and not isinstance(kw["request_id"], str):
             raise ValueError(f"request_id must be a string, got {kw['request_id']!r}")
         return cls(**kw)

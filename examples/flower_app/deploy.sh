@@ -5,6 +5,7 @@
 # process id on exit. Logs: $RMAPP_LOGS (default: a fresh temporary folder), one file per process.
 # Usage: examples/flower_app/deploy.sh [num-supernodes] [extra run-config, e.g. "num-server-rounds=1"]
 # Port: $RMAPP_PORT (default 19100) for the SuperLink; SuperNodes use the next ports from +10.
+# Keys: $RMAPP_KEYS (default: a fresh temporary folder) gets the owners' keys and the clients' trust.json.
 set -euo pipefail
 n="${1:-2}"
 extra="${2:-}"
@@ -16,6 +17,9 @@ export FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1 FLWR_DISABLE_RUNTIME
 port="${RMAPP_PORT:-19100}"
 logs="${RMAPP_LOGS:-$(mktemp -d)}"
 mkdir -p "$logs"
+export RMAPP_KEYS="${RMAPP_KEYS:-$(mktemp -d)}"
+[[ -f "$RMAPP_KEYS/trust.json" ]] || python -m avalanche_rm.cli keys init "$RMAPP_KEYS" --audience rmapp \
+  --owners "$(seq -s, 0 $((n - 1)))" >/dev/null
 pids=()
 
 stop_all() {

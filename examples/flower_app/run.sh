@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run this Flower app with `flwr run` on the local simulation engine, then stop the SuperLink it starts.
 # Usage: examples/flower_app/run.sh [num-supernodes]   (needs the repo's .venv: ./dev test sets it up)
+# Keys: $RMAPP_KEYS (default: a fresh temporary folder) gets the owners' keys and the clients' trust.json.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$here/../../.venv/bin"
@@ -12,5 +13,10 @@ stop_superlink() {
   pkill -f "flower-superlink.*$FLWR_HOME" 2>/dev/null || true
 }
 trap stop_superlink EXIT
+n="${1:-3}"
+owners=$((n > 3 ? n : 3))  # the server's num-partitions (pyproject: 3) or more SuperNodes
+export RMAPP_KEYS="${RMAPP_KEYS:-$(mktemp -d)}"
+[[ -f "$RMAPP_KEYS/trust.json" ]] || python -m avalanche_rm.cli keys init "$RMAPP_KEYS" --audience rmapp \
+  --owners "$(seq -s, 0 $((owners - 1)))" >/dev/null
 cd "$here"
-flwr run . --stream --federation-config "num-supernodes=${1:-3} client-resources-num-cpus=1"
+flwr run . --stream --federation-config "num-supernodes=$n client-resources-num-cpus=1"
