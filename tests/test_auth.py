@@ -21,6 +21,7 @@ from avalanche_rm.strategies.forgetting import snapshot_state
 from avalanche_rm.training import make_mlp
 from avalanche_rm.unlearning import (AuditKey, AuditLog, ForgetRefused, ForgetRequest, KeyDirectory,
                                      SignedRequest, SigningKey, dataset_tensors, generate_keys, verify_log)
+from forgotten_bytes import found, row_bytes
 
 LAB = "test lab"
 TRUST, KEYS = generate_keys(LAB, owners=range(5), controllers=["dpo"])
@@ -242,14 +243,6 @@ def test_audit_verify_catches_a_missing_head_and_a_wrong_key_and_forgives_interr
 
 
 # ------------------------------------------------------------------ checkpoints cannot resurrect
-def _rows(x: torch.Tensor) -> list[bytes]:
-    return [row.contiguous().numpy().tobytes() for row in x.to(torch.float32)]
-
-
-def _found(blob: bytes, rows: list[bytes]) -> int:
-    return sum(1 for r in rows if r in blob)
-
-
 def test_an_old_checkpoint_gets_every_later_request_reapplied(setup, tmp_path, monkeypatch):
     sp, base = setup
     key = AuditKey.generate()
@@ -260,10 +253,10 @@ def test_an_old_checkpoint_gets_every_later_request_reapplied(setup, tmp_path, m
     save_checkpoint(s, str(ckpt))
     x, _, ids, owners = dataset_tensors(sp.benchmark.train_stream[0].dataset)
     gone = ids[owners == 2]
-    rows = _rows(x[owners == 2])
+    rows = row_bytes(x[owners == 2])
     assert len(rows) >= 40
     s.forget(signed(ForgetRequest(requester=2, owner=2)))
-    assert _found(ckpt.read_bytes(), rows) == len(rows)  # the old checkpoint holds every row
+    assert found(ckpt.read_bytes(), rows) == len(rows)  # the old checkpoint holds every row
 
     # the control: with re-application switched off, loading the old checkpoint brings the rows back
     from avalanche_rm.strategies import checkpoint as ck
@@ -271,7 +264,7 @@ def test_an_old_checkpoint_gets_every_later_request_reapplied(setup, tmp_path, m
     with monkeypatch.context() as m:
         m.setattr(ck, "restore_forgetting", lambda *a, **k: [])
         back, _ = maybe_load_checkpoint(strategy(sp, base, tmp_path, key), str(ckpt))
-        assert _found(dill.dumps(back), rows) == len(rows) and len(back.forgotten_ids) == 0
+        assert found(dill.dumps(back), rows) == len(rows) and len(back.forgotten_ids) == 0
 
     r, _ = maybe_load_checkpoint(strategy(sp, base, tmp_path, key), str(ckpt))
     assert torch.equal(torch.sort(r.forgotten_ids).values, torch.sort(gone).values)
@@ -281,7 +274,7 @@ def test_an_old_checkpoint_gets_every_later_request_reapplied(setup, tmp_path, m
     for k, v in s.model.state_dict().items():  # the same exact unlearning as the original request: bit-identical
         assert torch.equal(v, r.model.state_dict()[k]), k
     save_checkpoint(r, str(tmp_path / "new.pkl"))
-    assert _found(dill.dumps(r), rows) == 0 and _found((tmp_path / "new.pkl").read_bytes(), rows) == 0
+    assert found(dill.dumps(r), rows) == 0 and found((tmp_path / "new.pkl").read_bytes(), rows) == 0
     blob = (tmp_path / "new.pkl").read_bytes()
     assert not any(k in blob for k in (key._secret, key._secret.hex().encode(), key._mac_key, key._digest_key))
     with pytest.raises(ValueError, match="forgotten earlier"):
@@ -296,7 +289,7 @@ def test_an_old_checkpoint_gets_every_later_request_reapplied(setup, tmp_path, m
     res = runner.invoke(app, ["checkpoint", "scrub", str(ckpt), "--store", str(tmp_path / "audit.forgotten.jsonl"),
                               "--key-file", str(tmp_path / "audit.key")])
     assert res.exit_code == 0 and "1 request(s) re-applied" in res.output, res.output
-    assert _found(ckpt.read_bytes(), rows) == 0
+    assert found(ckpt.read_bytes(), rows) == 0
     maybe_load_checkpoint(strategy(sp, base, tmp_path, key), str(ckpt))
     assert len(AuditLog(tmp_path / "audit.jsonl", key).chain.existing_records()) == n + 1  # the scrub's record only
     res = runner.invoke(app, ["checkpoint", "scrub", str(ckpt), "--store", str(tmp_path / "audit.forgotten.jsonl"),

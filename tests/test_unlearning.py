@@ -16,6 +16,7 @@ from avalanche_rm.training import make_mlp
 from avalanche_rm.unlearning import (AuditKey, AuditLog, DataRegistry, ForgetRefused, ForgetRequest, Objective,
                                      data_digest, dataset_tensors, generate_keys, get_objective, objective_names,
                                      register_objective)
+from forgotten_bytes import found, live_blob, row_bytes
 
 # the learner's key directory (public keys) and every principal's signing key
 TRUST, KEYS = generate_keys("test lab", owners=range(5), controllers=["controller"])
@@ -250,48 +251,41 @@ def test_forgotten_samples_leave_the_replay_buffer(setup):
     sevens = sum(1 for k in range(len(buf)) if int(buf[k][1]) == 7)
     assert sevens > 0
     rec = lo.forget(signed(ForgetRequest(requester="controller", classes=(7,))))
-    assert rec["purged"]["replay_buffers"] == sevens
+    assert rec["purged"]["holders"]["ReplayPlugin"]["rows_removed"] == sevens
     buf = lo.plugins[0].storage_policy.buffer
     assert all(int(buf[k][1]) != 7 for k in range(len(buf)))
 
 
 # ------------------------------------------------------------------ nothing retained
-def _row_bytes(x: torch.Tensor) -> list[bytes]:
-    return [row.contiguous().numpy().tobytes() for row in x.to(torch.float32)]
-
-
-def _found(blob: bytes, rows: list[bytes]) -> int:
-    return sum(1 for r in rows if r in blob)
-
-
 def _learned_then_forgotten(sp, base, tmp_path, purge: bool, monkeypatch):
     if not purge:  # the control: the same run with the purge switched off
         monkeypatch.setattr(DataRegistry, "remove", lambda self, ids: 0)
         monkeypatch.setattr(ForgetMixin, "purge_hooks", lambda self: [])
+        monkeypatch.setattr(ForgetMixin, "purge_holders", staticmethod(lambda checked, ctx: {}))
     lo = LoRAUnlearning(model=copy.deepcopy(base), trust=TRUST, rank=4, alpha=8, train_epochs=2, method="neg_ce",
                         unlearn_epochs=3, eval_data=(sp.test_x, sp.test_y), evaluator=quiet(),
                         plugins=[ReplayPlugin(2000)])
     lo.train(sp.benchmark.train_stream[0])
     victims = owner_samples(sp, owner=2, fraction=0.2)
     x_all, _, ids, _ = dataset_tensors(sp.benchmark.train_stream[0].dataset)
-    rows = _row_bytes(x_all[torch.isin(ids, victims)])
+    rows = row_bytes(x_all[torch.isin(ids, victims)])
     lo.forget(signed(ForgetRequest(requester=2, sample_ids=tuple(victims.tolist()))))
     ckpt = tmp_path / f"ckpt-{purge}.pkl"
     save_checkpoint(lo, str(ckpt))
-    return rows, dill.dumps(lo), ckpt.read_bytes()
+    return rows, dill.dumps(lo), ckpt.read_bytes(), live_blob(lo)
 
 
 def test_nothing_of_the_forgotten_samples_is_kept(setup, tmp_path, monkeypatch):
     sp, base = setup
-    rows, blob, ckpt = _learned_then_forgotten(sp, base, tmp_path, True, monkeypatch)
+    rows, blob, ckpt, live = _learned_then_forgotten(sp, base, tmp_path, True, monkeypatch)
     assert len(rows) >= 20
-    assert _found(blob, rows) == 0 and _found(ckpt, rows) == 0
+    assert found(blob, rows) == 0 and found(ckpt, rows) == 0 and found(live, rows) == 0
 
 
 def test_the_byte_search_finds_them_when_the_purge_is_off(setup, tmp_path, monkeypatch):
     sp, base = setup
-    rows, blob, ckpt = _learned_then_forgotten(sp, base, tmp_path, False, monkeypatch)
-    assert _found(blob, rows) == len(rows) and _found(ckpt, rows) == len(rows)
+    rows, blob, ckpt, live = _learned_then_forgotten(sp, base, tmp_path, False, monkeypatch)
+    assert found(blob, rows) == len(rows) and found(ckpt, rows) == len(rows) and found(live, rows) == len(rows)
 
 
 def test_audit_digest_is_keyed_and_the_key_is_never_pickled():

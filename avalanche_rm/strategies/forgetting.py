@@ -3,8 +3,9 @@
 The mixin registers each learned experience's samples with the unlearning core
 (:class:`~avalanche_rm.unlearning.ForgetCore`) and, on a request, hands it the
 strategy's model, its unlearning action and the places Avalanche keeps data
-that must be purged: replay buffers, the current experience, the adapted
-dataset, the data loader and the last minibatch.
+that must be purged: every plugin, optimiser and gradient (each handled or the
+request refused before anything changes, see :mod:`.holders`), the current
+experience, the adapted dataset, the data loader and the last minibatch.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch
 from ..benchmarks.digits import tensor_dataset
 from ..unlearning import (AuditKey, AuditLog, ForgetCore, ForgetRequest, ForgottenStore, JudgePolicy, KeyDirectory,
                           Method, SignedRequest)
+from ..unlearning.holders import HOLDERS, ForgetContext
+from .holders import strategy_holders
 from .plugins import SeenClassesMask
 
 #: strategy attributes that may hold (views of) training data after ``train()``
@@ -56,6 +59,9 @@ class ForgetMixin:
         store = ForgottenStore(store_path, audit_key)
         self.forget_core = ForgetCore(trust, AuditLog(audit_path, audit_key), eval_data, mia_on_forget, store=store,
                                       policy=judge_policy)
+        #: ``(sample_ids, task_label)`` of every learned experience, in training order (ids only, never data):
+        #: holders that keep per-experience state (EWC, MAS) rebuild an experience's retained rows from it
+        self.learned_experiences: list[tuple[torch.Tensor, int]] = []
 
     # ------------------------------------------------------------ views of the core
     @property
@@ -80,7 +86,10 @@ class ForgetMixin:
 
     def register_experience(self, experience):
         """Register an experience's samples (refused if it holds a sample forgotten earlier)."""
-        return self.forget_core.learn_experience(experience)
+        out = self.forget_core.learn_experience(experience)
+        labels = getattr(experience, "task_labels", None) or [0]
+        self.learned_experiences.append((out[2].clone(), int(labels[0])))
+        return out
 
     def resolve(self, request: SignedRequest) -> torch.Tensor:
         """Sample ids a signed request covers; raises ``ForgetRefused`` (nothing changes) if not allowed."""
@@ -91,13 +100,18 @@ class ForgetMixin:
         """Honour a signed request (or raise ``ForgetRefused`` with nothing changed); returns the audit record.
 
         ``request`` is ``key.sign(ForgetRequest(...), audience=strategy.trust.audience)``
-        signed by its requester; a plain :class:`ForgetRequest` is refused.
+        signed by its requester; a plain :class:`ForgetRequest` is refused. Every
+        holder (:meth:`data_holders`: plugins, optimisers, gradients) is checked
+        with the request, before anything changes: one that cannot be purged
+        refuses it. The record's ``purged["holders"]`` says what each gave up.
         """
         model = self.model_for_forgetting()
         method, options = self.forget_defaults()
+        holders = _HolderStep(self)
         return self.forget_core.honour(request, model=model, ledger=model.ledger, apply=self._apply_forget,
                                        default_method=method, default_options=options, kinds=self.forget_kinds,
-                                       purge=self.purge_hooks(), who=type(self).__name__,
+                                       checks=[holders.check], purge=[("holders", holders.purge)] + self.purge_hooks(),
+                                       who=type(self).__name__,
                                        rollback=self.forget_rollback())
 
     def reset_output_classes(self, ids: torch.Tensor) -> int:
@@ -116,44 +130,36 @@ class ForgetMixin:
         return len(before - masks[0].seen)
 
     def reapply(self, entry: dict, reason: str = "") -> dict:
-        """Run a request from the forgotten-ids store again (after loading an older checkpoint)."""
+        """Run a request from the forgotten-ids store again (after loading an older checkpoint).
+
+        The holders are checked first (``ForgetRefused`` if one cannot be purged: the checkpoint cannot be used)."""
         model = self.model_for_forgetting()
+        holders = _HolderStep(self)
+        stored = torch.tensor(entry["sample_ids"], dtype=torch.long)
+        held = stored[torch.isin(stored, self.registry.ids)]
+        if len(held):
+            holders.check(held, ForgetRequest.from_dict(entry["request"]))
+        purge = [("holders", holders.purge)] + self.purge_hooks()
         return self.forget_core.reapply(entry, model=model, ledger=model.ledger, apply=self._apply_forget,
-                                        kinds=self.forget_kinds, purge=self.purge_hooks(), who=type(self).__name__,
-                                        reason=reason)
+                                        kinds=self.forget_kinds, purge=purge, who=type(self).__name__, reason=reason)
+
+    def forget_context(self, request: ForgetRequest, ids: torch.Tensor) -> ForgetContext:
+        """What holders see of a request: its ids and rows (held for the request only, never stored)."""
+        x, y = self.registry.take(ids)
+        return ForgetContext(request, ids, x, y, host=self)
+
+    def data_holders(self) -> list:
+        """``(label, holder)`` for every plugin, optimiser state and gradient this strategy holds."""
+        return strategy_holders(self)
+
+    @staticmethod
+    def purge_holders(checked: list, ctx: ForgetContext) -> dict:
+        """Run the purge of every checked holder; ``{label: what it removed}`` for those that held anything."""
+        return HOLDERS.purge(checked, ctx)
 
     def purge_hooks(self) -> list:
-        """``(name, drop(ids) -> count)`` for every place of this strategy that may hold training data."""
-        return [("output_classes", self.reset_output_classes), ("replay_buffers", self.purge_replay),
-                ("strategy_state", self._purge_strategy_state)]
-
-    def purge_replay(self, ids: torch.Tensor) -> int:
-        """Drop forgotten samples from every replay buffer (Avalanche keeps them otherwise); returns how many.
-
-        Every buffer is rebuilt from copies of its kept samples: Avalanche's
-        subsets are views that keep the whole source tensor alive.
-        """
-        idset = set(int(i) for i in ids)
-        removed = 0
-        for plugin in getattr(self, "plugins", []):
-            policy = getattr(plugin, "storage_policy", None)
-            if policy is None:
-                continue
-            groups = list(getattr(policy, "buffer_groups", {}).values()) or [policy]
-            for group in groups:
-                ds = getattr(group, "buffer", None)
-                if ds is None or len(ds) == 0:
-                    continue
-                if not hasattr(ds, "sample_ids"):
-                    raise ValueError(f"{type(plugin).__name__} holds samples without 'sample_ids': forgotten data "
-                                     "could not be found in it; build datasets with benchmarks.tensor_dataset")
-                keep = [k for k, sid in enumerate(ds.sample_ids) if int(sid) not in idset]
-                removed += len(ds) - len(keep)
-                # rebuilt even when nothing of it is forgotten: a lazy view keeps the whole source tensor
-                group.buffer = materialized_subset(ds, keep)
-                if hasattr(group, "_buffer_weights") and len(group._buffer_weights) == len(ds):
-                    group._buffer_weights = group._buffer_weights[torch.tensor(keep, dtype=torch.long)]
-        return removed
+        """``(name, drop(ids) -> count)`` for every other place of this strategy that may hold training data."""
+        return [("output_classes", self.reset_output_classes), ("strategy_state", self._purge_strategy_state)]
 
     def _purge_strategy_state(self, ids: torch.Tensor) -> int:
         """Drop what the last training run left on the strategy (experience, datasets, loader, minibatch)."""
@@ -178,6 +184,28 @@ class ForgetMixin:
 
     def _apply_forget(self, ids: torch.Tensor, request: ForgetRequest, method: Method, options: dict) -> dict:
         raise NotImplementedError
+
+
+class _HolderStep:
+    """The holders' part of one request: checked with the core's checks (before anything changes), purged with
+    the other purges. It holds the request's rows only while the request runs."""
+
+    def __init__(self, strategy: ForgetMixin) -> None:
+        self._s = strategy
+        self._ctx: ForgetContext | None = None
+        self._checked: list = []
+
+    def check(self, ids: torch.Tensor, request: ForgetRequest) -> None:
+        self._ctx = self._s.forget_context(request, ids)
+        self._checked = HOLDERS.check(self._s.data_holders(), self._ctx)
+
+    def purge(self, ids: torch.Tensor) -> dict:
+        if self._ctx is None:
+            return {}
+        try:
+            return self._s.purge_holders(self._checked, self._ctx)
+        finally:
+            self._ctx, self._checked = None, []
 
 
 def default_store_path(audit_path: str | Path) -> Path:

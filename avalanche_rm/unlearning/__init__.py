@@ -13,6 +13,7 @@
 - :mod:`.store`: :class:`ForgottenStore`, the durable record of what was forgotten (replays, checkpoints);
 - :mod:`.attacks`: loss-threshold, SVC and LiRA membership inference, with their power;
 - :mod:`.metrics`: UA / RA / TA / MIA-efficacy and the gap to retraining;
+- :mod:`.holders`: what a learner keeps besides model and registry, each purged or the request refused;
 - :mod:`.core`: :class:`ForgetCore`, the one path every request takes.
 """
 from .approximate import run_approximate, stop_accuracy, train_objective
@@ -20,6 +21,7 @@ from .attacks import LiRA, accuracy_of, auc_interval, format_auc, mia, predict_p
 from .audit import AuditKey, AuditLog, ChainedLog, VerifyResult, data_digest, verify_log
 from .auth import KeyDirectory, Principal, PublicKey, SignedRequest, SigningKey, generate_keys
 from .core import ForgetCore
+from .holders import HOLDERS, ForgetContext, HolderHandler, HolderRegistry
 from .judge import ForgetFailed, JudgePolicy, judge
 from .methods import Method, check_method, get_method, method_names, register_method
 from .metrics import gap_to_retrain, unlearning_row, verify
@@ -29,8 +31,9 @@ from .requests import ForgetRefused, ForgetRequest
 from .sisa import ShardedAdapters, weighted_average
 from .store import ForgottenStore
 
-__all__ = ["AuditKey", "AuditLog", "ChainedLog", "DataRegistry", "ForgetCore", "ForgetFailed", "ForgetRefused",
-           "ForgetRequest", "ForgottenStore", "JudgePolicy", "KeyDirectory", "LiRA", "Method", "Objective",
+__all__ = ["HOLDERS", "AuditKey", "AuditLog", "ChainedLog", "DataRegistry", "ForgetContext", "ForgetCore",
+           "ForgetFailed", "ForgetRefused", "ForgetRequest", "ForgottenStore", "HolderHandler", "HolderRegistry",
+           "JudgePolicy", "KeyDirectory", "LiRA", "Method", "Objective",
            "ObjectiveContext", "Principal", "PublicKey", "ShardedAdapters", "SignedRequest", "SigningKey",
            "VerifyResult", "accuracy_of", "auc_interval", "check_method", "data_digest", "dataset_tensors",
            "format_auc", "gap_to_retrain", "generate_keys", "get_method", "get_objective", "judge", "method_names",

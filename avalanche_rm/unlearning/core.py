@@ -34,7 +34,7 @@ from .store import ForgottenStore
 
 #: ``apply(ids, request, method, options) -> detail``; ``detail["guarantee"]`` may weaken the method's guarantee
 Apply = Callable[[torch.Tensor, ForgetRequest, Method, dict], dict]
-Purge = tuple[str, Callable[[torch.Tensor], int]]
+Purge = tuple[str, Callable[[torch.Tensor], "int | dict"]]
 #: ``(snapshot() -> state, restore(state))``: how a learner undoes an approximate request (``on_fail="rollback"``)
 Rollback = tuple[Callable[[], Any], Callable[[Any], None]]
 #: ``measure(model, forget, retain) -> metrics`` for models :func:`~.metrics.verify` cannot read
@@ -132,7 +132,7 @@ class ForgetCore:
         the method kinds this learner runs (:mod:`.methods`); ``checks`` run
         after validation and before anything changes (each raises
         ``ForgetRefused`` to refuse); ``purge`` lists ``(name, drop(ids) ->
-        count)`` for every place outside the registry that may hold the data.
+        count or {part: what it removed})`` for every place outside the registry that may hold the data.
         ``verify_model`` (default ``model``) is what the metrics read;
         ``measure(model, forget, retain)`` replaces :func:`~.metrics.verify`
         for models whose outputs are not class scores (it returns at least
@@ -240,7 +240,8 @@ class ForgetCore:
                                f"({', '.join(verdict['failed'])}); the model was restored and the data kept", done)
         purged = {"registry": self.registry.remove(ids)}
         for name, drop in purge:
-            purged[name] = int(drop(ids))
+            out = drop(ids)
+            purged[name] = out if isinstance(out, dict) else int(out)  # a count, or what each part gave up
         self._forgotten(ids)
         spent = ledger.total_since(snap)
         done.update(status="flagged" if verdict["status"] == "flagged" else "honoured", purged=purged,
