@@ -226,7 +226,7 @@ class AnalogWriteBack:
         with torch.no_grad():
             rep = ProgrammingReport()
             for (_, layer), (_, old) in zip(self.model.named_hybrid_layers(), before.named_hybrid_layers()):
-                rep += old.reprogram_weight(layer.weight_shadow.detach(), phase="deploy-update")
+                rep += old.reprogram_weight(layer.weight_shadow.detach(), phase="deploy-update", from_fp32=False)
         self.deploy[name] = rep
 
     def freeze(self) -> None:
