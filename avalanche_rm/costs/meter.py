@@ -206,9 +206,9 @@ class Meter:
         self.charge(phase, pricing.activation_traffic(read_bytes, write_bytes))
 
     # ------------------------------------------------------------ events with their own rules
-    def reprogram_plan(self, phase: str, n_weights: float, from_fp32: bool) -> None:
-        """The controller's level comparison that decides which cells a reprogramming job writes."""
-        self.charge(phase, pricing.reprogram_plan(n_weights, from_fp32))
+    def reprogram_plan(self, phase: str, n_weights: float, changed_cells: float, from_fp32: bool) -> None:
+        """What decides which cells a reprogramming job writes (see :func:`~avalanche_rm.costs.pricing.reprogram_plan`)."""
+        self.charge(phase, pricing.reprogram_plan(n_weights, changed_cells, from_fp32))
 
     def programming(self, report: ProgrammingReport, phase: str, layer: str) -> ProgrammingReport:
         """Price a write-verify job's report (in place), charge it and log it."""

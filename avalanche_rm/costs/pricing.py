@@ -216,16 +216,26 @@ def price_programming(hw: HardwareConfig, report: ProgrammingReport) -> Programm
     return report
 
 
-def reprogram_plan(n_weights: float, from_fp32: bool) -> Work:
+#: bytes that name one cell of an update delivered from off chip: a 4-byte address and its 1-byte level code
+UPDATE_BYTES_PER_CELL = 5.0
+
+
+def reprogram_plan(n_weights: float, changed_cells: float, from_fp32: bool) -> Work:
     """The controller's plan of a reprogramming job: which cells' target levels changed.
 
-    Per weight one INT8 compare of the new level code with the programmed one;
-    when the new weights are FP32 (on-chip training, merging) each is first
-    quantised to its level code (one FP32 multiply). An update that arrives as
-    level codes (an off-chip-trained model) needs the compare only.
+    On chip (``from_fp32``: the new weights are FP32 values, as in full-weight
+    training or merging) each weight is quantised to its level code (an FP32
+    multiply) and compared with the programmed one (an INT8 compare). An update
+    trained off chip arrives as the list of the cells it changes (address and
+    level code, :data:`UPDATE_BYTES_PER_CELL` each), written into the buffer and
+    read by the controller: both designs pay for receiving their update (the
+    hybrid writes its adapter).
     """
-    c = _ops(int8_adds=n_weights, fp32_muls=n_weights if from_fp32 else 0.0)
-    return Work(c, pe_ops=c["digital_ops"] if c else 0.0)
+    if from_fp32:
+        c = _ops(int8_adds=n_weights, fp32_muls=n_weights)
+        return Work(c, pe_ops=c["digital_ops"] if c else 0.0)
+    b = changed_cells * UPDATE_BYTES_PER_CELL
+    return Work(_traffic("activation", b, b))
 
 
 # ------------------------------------------------------------------ analogue array: reads

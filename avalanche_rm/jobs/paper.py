@@ -41,10 +41,10 @@ DEFINITIONS = {
                 "optimiser on the FP32 master copy); steps from the reference recipes",
     "training (compute only)": "the same without the baseline's write-backs",
     "trainable parameters": "weights the baseline updates / LoRA parameters the hybrid trains (a count, not energy)",
-    "deployment": "putting one update on the chip: one write-verify job moving the analogue cells to a fine-tuned "
-                  "weight trained off chip (deltas of the reference's measured size, delivered as level codes; the "
-                  "controller compares every weight's level code and skips cells whose level does not change) "
-                  "/ writing the adapter's INT8 factors into the digital unit's memory",
+    "deployment": "putting one update trained off chip on the chip: receiving the list of cells whose level "
+                  "changes (address and level code, written into the buffer and read by the controller) and one "
+                  "write-verify job moving them to the fine-tuned weight (deltas of the reference's measured size) "
+                  "/ writing the adapter's INT8 factors where the chip keeps its weights",
     "deployment (from reset)": "programming the whole array from reset (deploying a retrained model) / adapter write",
     "inference": "per-sample energy of the same network run by the digital unit alone (the all-digital "
                  "reference, its SRAM sized for its own working set: INT8 MACs of non-zero inputs, weights read "
@@ -421,8 +421,8 @@ def explain_residuals(headline: list[dict], per_task: list[dict], hw) -> list[st
                 f"deployment: ours {ours:.1f}x on {h['task']} vs {pub}x ({gap:.2f} of it). Ours: "
                 f"{m['deploy_update_pulses']:.3g} write pulses at {m['pulse_energy_pj']:.1f} pJ plus a verify read "
                 f"(cell read and a {u['verify_compare_pj']:.2g} pJ window compare) per cell-iteration "
-                f"({m['pulses_per_cell']:.1f} pulses per cell from reset) and one INT8 compare per weight to find "
-                f"the cells whose level changes, against writing the adapter where the chip keeps its stationary "
+                f"({m['pulses_per_cell']:.1f} pulses per cell from reset), and receiving the list of changed cells "
+                f"({pricing.UPDATE_BYTES_PER_CELL:g} B each), against writing the adapter where the chip keeps its stationary "
                 f"weights ({u['local_pj_per_B']:.3g} pJ/B in the PE array's local buffers, {u['sram_pj_per_B']:.3g} "
                 f"pJ/B in the {u['sram_KiB']:g} KiB SRAM, {u['dram_pj_per_B']:.4g} pJ/B in DRAM beyond). An "
                 f"adapter write {gap:.3g}x cheaper, or write-verify {1 / gap:.3g}x dearer per cell, would give the "

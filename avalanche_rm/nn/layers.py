@@ -134,14 +134,13 @@ class _HybridBase(nn.Module):
                          from_fp32: bool = True) -> ProgrammingReport:
         """Change the analogue base to ``new_weight2d`` by write-verify (see :meth:`AnalogArray.reprogram`).
 
-        Besides the write-verify job, the controller's comparison of every weight's new and programmed target
-        level (which decides the cells that enter the job) is charged to the digital unit; ``from_fp32``: the new
-        weights are FP32 values to quantise to levels first (on-chip training, merging), not level codes (an
-        update trained off chip).
+        Besides the write-verify job, what decides the cells that enter it is charged: ``from_fp32`` (on-chip
+        training, merging) the comparison of every weight's new and programmed level in the digital unit; else
+        (an update trained off chip) receiving the list of changed cells.
         """
         phase = self.ledger.current_phase(phase)
         rep = self.meter.programming(self.array.reprogram(new_weight2d), phase, self.layer_name)
-        self.meter.reprogram_plan(phase, new_weight2d.numel(), from_fp32)
+        self.meter.reprogram_plan(phase, new_weight2d.numel(), rep.cells, from_fp32)
         return rep
 
     def drift(self, seconds: float) -> None:
