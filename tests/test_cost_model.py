@@ -102,6 +102,30 @@ def test_cells_are_charged_for_the_time_the_read_takes():
     assert slow.cell_read_pj_per_us > p.cell_read_pj_per_us
 
 
+def test_both_designs_pay_for_receiving_their_update():
+    x = torch.rand(8, 64)
+    m = chip(nn.Sequential(nn.Linear(64, 32)), x)
+    deploy = m.ledger.summary("deploy")
+    # programming from reset: every cell's level arrives through the input FIFO (written once, read once)
+    assert deploy.fifo_bytes == 2 * deploy.cells_programmed * pricing.LEVEL_BYTES_PER_CELL
+    layer = m.hybrid_layers()[0]
+    snap = m.ledger.snapshot()
+    with torch.no_grad():
+        rep = layer.reprogram_weight(layer.target_weight() + 0.05, phase="update", from_fp32=False)
+    got = m.ledger.total_since(snap)
+    # an update trained off chip: the changed cells' addresses and levels, no on-chip comparison
+    assert rep.cells > 0 and got["fifo_bytes"] == 2 * rep.cells * pricing.UPDATE_BYTES_PER_CELL
+    assert got.get("digital_ops", 0.0) == 0
+    snap = m.ledger.snapshot()
+    with torch.no_grad():
+        layer.reprogram_weight(layer.target_weight() - 0.05, phase="update")  # FP32 weights computed on chip
+    got = m.ledger.total_since(snap)
+    assert got["fp32_muls"] == got["int8_adds"] == 64 * 32 and got.get("fifo_bytes", 0.0) == 0
+    # the hybrid's update: its adapter through the same FIFO, then written where its weights live
+    a = pricing.adapter_deployment(1000.0).counts
+    assert a["fifo_bytes"] == 2000.0 and a["weight_write_bytes"] == 1000.0
+
+
 # ------------------------------------------------------------------ placement by access; no double traffic
 def test_counted_bytes_of_a_toy_layer_equal_the_analytic_count():
     n, d_in, d_out, r = 5, 48, 24, 3

@@ -114,6 +114,8 @@ FIELDS: tuple[Field, ...] = (
     # ------------------------------------------------------------ memory traffic by level (priced)
     Field("local_bytes", "B", "bytes read or written in the PE array's local buffers", price="local_pj_per_byte",
           bucket="energy_local_pj"),
+    Field("fifo_bytes", "B", "bytes through the input FIFO: updates arriving from off chip (target levels, "
+          "adapter factors); a register level", price="fifo_pj_per_byte", bucket="energy_local_pj"),
     Field("sram_read_bytes", "B", "bytes read from the SRAM buffer", price="sram_read_pj_per_byte",
           bucket="energy_sram_pj"),
     Field("sram_write_bytes", "B", "bytes written to the SRAM buffer", price="sram_write_pj_per_byte",

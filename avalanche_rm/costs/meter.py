@@ -206,6 +206,10 @@ class Meter:
         self.charge(phase, pricing.activation_traffic(read_bytes, write_bytes))
 
     # ------------------------------------------------------------ events with their own rules
+    def level_stream(self, phase: str, cells: float, bytes_per_cell: float = pricing.LEVEL_BYTES_PER_CELL) -> None:
+        """Target levels arriving from off chip for a programming job (see :func:`~avalanche_rm.costs.pricing.level_stream`)."""
+        self.charge(phase, pricing.level_stream(cells, bytes_per_cell))
+
     def reprogram_plan(self, phase: str, n_weights: float, changed_cells: float, from_fp32: bool) -> None:
         """What decides which cells a reprogramming job writes (see :func:`~avalanche_rm.costs.pricing.reprogram_plan`)."""
         self.charge(phase, pricing.reprogram_plan(n_weights, changed_cells, from_fp32))

@@ -22,7 +22,8 @@ Rules:
   (his largest point) a buffer is built of 1 MB banks and an access reads one
   bank: the 1 MB price, the wires between banks not counted (an underestimate
   for very large buffers). Writes are priced as reads (Horowitz gives reads).
-  The PE array's local buffers are priced at their per-PE capacity.
+  The PE array's local buffers are priced at their per-PE capacity; the input
+  FIFO through which updates arrive from off chip at the register file's energy.
 - *One node rule for logic and SRAM; DRAM by its interface*: every 45 nm
   logic and SRAM energy scales by C*V^2 with C proportional to the node
   (Horowitz's figures to the preset's node and supply). Stillmaker & Baas
@@ -116,6 +117,7 @@ class Prices:
     transcendental_pj: float
     fp32_transcendental_pj: float
     local_pj_per_byte: float
+    fifo_pj_per_byte: float
     sram_read_pj_per_byte: float
     sram_write_pj_per_byte: float
     dram_pj_per_byte: float
@@ -184,7 +186,8 @@ def _prices(hw: HardwareConfig, scales: tuple[tuple[str, float], ...]) -> Prices
         int8_mul_pj=op["int8_mul"], int16_mul_pj=op["int16_mul"], fp32_mul_pj=op["fp32_mul"],
         transcendental_pj=dig.transcendental_alu_ops * int8_mac,
         fp32_transcendental_pj=dig.transcendental_alu_ops * fp32_mac,
-        local_pj_per_byte=local, sram_read_pj_per_byte=sram, sram_write_pj_per_byte=sram, dram_pj_per_byte=dram,
+        local_pj_per_byte=local, fifo_pj_per_byte=REGISTER_FILE_45NM_PJ_PER_BYTE * k,
+        sram_read_pj_per_byte=sram, sram_write_pj_per_byte=sram, dram_pj_per_byte=dram,
         dac_pj=dac, adc_pj=xbar.adc_energy_pj if xbar.adc_bits is not None else 0.0,
         # V^2 [V^2] * G [uS] * t [ns] = 1e-15 J = 1e-3 pJ; V^2 * C [fF] = 1e-3 pJ
         cell_read_pj_per_us=dev.read_voltage_v ** 2 * t_conduct * 1e-3,

@@ -218,6 +218,15 @@ def price_programming(hw: HardwareConfig, report: ProgrammingReport) -> Programm
 
 #: bytes that name one cell of an update delivered from off chip: a 4-byte address and its 1-byte level code
 UPDATE_BYTES_PER_CELL = 5.0
+#: bytes per cell of a whole array's levels streamed in order (programming a model from reset)
+LEVEL_BYTES_PER_CELL = 1.0
+
+
+def level_stream(cells: float, bytes_per_cell: float) -> Work:
+    """Target levels arriving from off chip for ``cells`` cells, through the write-verify controller's input FIFO
+    (written once, read once)."""
+    b = cells * bytes_per_cell
+    return Work({"fifo_bytes": 2.0 * b} if b else {})
 
 
 def reprogram_plan(n_weights: float, changed_cells: float, from_fp32: bool) -> Work:
@@ -227,15 +236,12 @@ def reprogram_plan(n_weights: float, changed_cells: float, from_fp32: bool) -> W
     training or merging) each weight is quantised to its level code (an FP32
     multiply) and compared with the programmed one (an INT8 compare). An update
     trained off chip arrives as the list of the cells it changes (address and
-    level code, :data:`UPDATE_BYTES_PER_CELL` each), written into the buffer and
-    read by the controller: both designs pay for receiving their update (the
-    hybrid writes its adapter).
+    level code, :data:`UPDATE_BYTES_PER_CELL` each) through the controller's FIFO.
     """
     if from_fp32:
         c = _ops(int8_adds=n_weights, fp32_muls=n_weights)
         return Work(c, pe_ops=c["digital_ops"] if c else 0.0)
-    b = changed_cells * UPDATE_BYTES_PER_CELL
-    return Work(_traffic("activation", b, b))
+    return level_stream(changed_cells, UPDATE_BYTES_PER_CELL)
 
 
 # ------------------------------------------------------------------ analogue array: reads
@@ -417,9 +423,10 @@ def activation_traffic(read_bytes: float = 0.0, write_bytes: float = 0.0) -> Wor
     return Work(_traffic("activation", read_bytes, write_bytes))
 
 
-def weight_write(nbytes: float) -> Work:
-    """Digital weights written into the chip's memory (e.g. deploying an adapter)."""
-    return Work(_traffic("weight", write=nbytes))
+def adapter_deployment(nbytes: float) -> Work:
+    """Deploying ``nbytes`` of digital weights (an adapter) trained off chip: they arrive through the input FIFO
+    (as a reprogramming job's levels do) and are written where the chip keeps the weights its passes read."""
+    return Work({**_traffic("weight", write=nbytes), "fifo_bytes": 2.0 * nbytes} if nbytes else {})
 
 
 # ------------------------------------------------------------------ training

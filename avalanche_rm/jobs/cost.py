@@ -81,9 +81,10 @@ def run_cost(model: str = "mlp", preset: str = "paper-180nm", seed: int = 0, bat
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
     # ADC ranges calibrated on a separate batch of the same input distribution
     prog = hyb.program(seed=seed, calibration_data=torch.rand(min(batch, 64), *shape, generator=gen).to(device))
-    rows = [{"operation": "program every cell once", "per": "chip", "energy_pj": prog.energy_pj,
+    deploy = hyb.ledger.by_phase()["deploy"]  # write-verify of every cell and its levels arriving
+    rows = [{"operation": "program every cell once", "per": "chip", "energy_pj": deploy["energy_pj"],
              "latency_ns": prog.latency_ns, "pulses": prog.pulses, "cells": prog.cells}]
-    rec: dict[str, Recording] = {"program": Recording.of(hyb, pricing.programming_counts(hw, prog))}
+    rec: dict[str, Recording] = {"program": Recording.of(hyb, deploy)}
 
     def measure(label: str, fn, per: str = "sample", key: str | None = None, model_=None) -> dict:
         m = model_ if model_ is not None else hyb
@@ -112,7 +113,7 @@ def run_cost(model: str = "mlp", preset: str = "paper-180nm", seed: int = 0, bat
         for p in hyb.adapter_parameters(["a"]):
             p.normal_(0, 0.01, generator=torch.Generator().manual_seed(seed))
     measure("inference (base + LoRA)", infer, key="infer_hybrid")
-    rec["adapter_write"] = Recording.of(hyb, pricing.weight_write(hyb.adapter_bytes(["a"])).counts)
+    rec["adapter_write"] = Recording.of(hyb, pricing.adapter_deployment(hyb.adapter_bytes(["a"])).counts)
     ref = reference_model(hyb, x)
 
     def infer_ref():

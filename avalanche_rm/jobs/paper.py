@@ -133,6 +133,7 @@ def measure(w: Workload, preset: str, seed: int, delta_g_us: float, device: str 
     # moved copies: the workload itself is left as the caller built it
     inputs = tuple(t.to(device) for t in w.inputs) if isinstance(w.inputs, tuple) else w.inputs.to(device)
     reset: ProgrammingReport = hyb.program(seed=seed, calibration_data=inputs)
+    deploy_phase = dict(hyb.ledger.by_phase()["deploy"])  # write-verify of every cell and its levels arriving
     base = copy.deepcopy(hyb)
     k = w.copies
     rec: dict[str, Recording] = {}
@@ -148,7 +149,7 @@ def measure(w: Workload, preset: str, seed: int, delta_g_us: float, device: str 
     rec["infer_reference"] = Recording.of(ref, ref.inference_cost(inputs), "reference")
     # the adapter goes where the chip keeps the weights its passes read
     adapter_bytes = hyb.adapter_bytes(["lora"]) * k
-    rec["adapter_write"] = Recording.of(hyb, pricing.weight_write(adapter_bytes).counts)
+    rec["adapter_write"] = Recording.of(hyb, pricing.adapter_deployment(adapter_bytes).counts)
 
     n_in = len(inputs[0] if isinstance(inputs, tuple) else inputs)
     per_step = w.samples_per_step / n_in  # forward + backward scale with the step's samples; the update does not
@@ -196,7 +197,7 @@ def measure(w: Workload, preset: str, seed: int, delta_g_us: float, device: str 
             update += layer.reprogram_weight(_fine_tuned(layer, delta_g_us, gen), phase="deploy-update",
                                              from_fp32=False)
     rec["deploy_update"] = Recording.of(dep, dep.ledger.total_since(snap))
-    rec["deploy_reset"] = Recording.of(hyb, pricing.programming_counts(hw, reset))
+    rec["deploy_reset"] = Recording.of(hyb, deploy_phase)
     for name in ("infer_chip", "infer_hybrid", "infer_reference", "train_hybrid", "train_full_compute", "train_full",
                  "deploy_update", "deploy_reset"):
         rec[name] = rec[name].scaled(k)

@@ -127,8 +127,12 @@ class _HybridBase(nn.Module):
         return self.array.effective_weight()
 
     def program(self, seed: int, phase: str = "deploy") -> ProgrammingReport:
-        """Write-verify every cell from its current state to its target; charge the ledger."""
-        return self.meter.programming(self.array.program(seed), self.ledger.current_phase(phase), self.layer_name)
+        """Write-verify every cell from its current state to its target (the targets arrive from off chip, one
+        level code per cell); charge the ledger."""
+        phase = self.ledger.current_phase(phase)
+        rep = self.meter.programming(self.array.program(seed), phase, self.layer_name)
+        self.meter.level_stream(phase, rep.cells)
+        return rep
 
     def reprogram_weight(self, new_weight2d: torch.Tensor, phase: str = "deploy",
                          from_fp32: bool = True) -> ProgrammingReport:

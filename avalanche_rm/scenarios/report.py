@@ -51,7 +51,7 @@ def ratio_rows(hyb: HybridModel, base: HybridModel, x_infer, trainable_hybrid: i
 
     written = sum(hyb.adapter_bytes(names) for names in adapters.values())
     # the adapters go where the chip keeps the weights its passes read (the same bill as avalanche-rm paper's)
-    sram_pj = hyb.meter.quote(pricing.weight_write(written))["energy_pj"]
+    sram_pj = hyb.meter.quote(pricing.adapter_deployment(written))["energy_pj"]
     dep_pj = sum(r.energy_pj for r in deploy.values())
     dep_pulses = sum(r.pulses for r in deploy.values())
     e_h = inference_energy_pj(hyb, x_infer)
