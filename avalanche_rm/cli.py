@@ -401,7 +401,7 @@ def paper(
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
     dg = _pick(delta_g, cfg, "delta_g", 0.5)
     dens = _pick(spike_density, cfg, "spike_density", 0.2)
-    win = _pick(window, cfg, "window", 16)
+    win = _pick(window, cfg, "window", None)  # None: the job's own default
     rep = _attempt(lambda: run_paper(preset=preset, seed=seed, delta_g_us=float(dg), spike_density=float(dens),
                                      device=device, progress=not quiet, window=win), (ValueError, TypeError))
     typer.echo(format_paper(rep))

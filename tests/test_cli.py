@@ -87,7 +87,8 @@ def test_bad_options_exit_non_zero_with_one_line(tmp_path):
              (["scenario", "faces", "--epoch-scale", "-1"], "epoch-scale"),
              (["scenario", "faces", "--noise-sigmas", "1,x"], "noise-sigmas"),
              (["scenario", "speakers", "--data", str(tmp_path / "nowhere.wav")], "nowhere.wav"),
-             (["paper", "--delta-g", "-1"], "delta_g"), (["scenario", "faces", "--composition", "mixed"], "mixed"),
+             (["paper", "--delta-g", "-1"], "delta_g"), (["paper", "--window", "0"], "window"),
+             (["scenario", "faces", "--composition", "mixed"], "mixed"),
              (["scenario", "speakers", "--composition", "switched"], "faces scenario only"))
     for args, word in cases:
         res = runner.invoke(app, args)

@@ -211,9 +211,14 @@ def test_scrub_teacher_outputs_are_charged():
             train_objective(h, h.adapter_parameters(), get_objective(method), (x[:10], y[:10]), (x[10:], y[10:]),
                             epochs=1, lr=1e-2, batch_size=None, n_classes=10)
         costs[method] = h.ledger.total_since(snap)
-    # SCRUB runs the model before unlearning once more over every sample and keeps its outputs
+    # SCRUB runs the model before unlearning once more over every sample, writes its outputs and reads them back
+    # in the (one, full-batch) step: exactly that much more traffic than an objective without a teacher
     assert costs["scrub"]["analog_macs"] > costs["neg_ce"]["analog_macs"]
-    assert costs["scrub"]["activation_write_bytes"] > costs["neg_ce"]["activation_write_bytes"]
+    forward = h.inference_cost(x)  # one eval pass, per sample
+    teacher = 40 * 10 * h.hardware.digital.activation_bytes
+    for d in ("read", "write"):
+        extra = costs["scrub"][f"activation_{d}_bytes"] - costs["neg_ce"][f"activation_{d}_bytes"]
+        assert extra == pytest.approx(40 * forward[f"activation_{d}_bytes"] + teacher), d
     assert costs["scrub"]["energy_pj"] > costs["neg_ce"]["energy_pj"]
 
 

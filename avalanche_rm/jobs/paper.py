@@ -299,7 +299,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def run_paper(preset: str = "paper-180nm", seed: int = 0, delta_g_us: float = 0.5, spike_density: float = 0.2,
-              device: str = "cpu", progress: bool = True, window: int = WINDOW_STEPS) -> dict:
+              device: str = "cpu", progress: bool = True, window: int | None = None) -> dict:
     """Compute every ratio for every task, and its sensitivity to every assumption; returns the standard report."""
     from tqdm.auto import tqdm
 
@@ -307,6 +307,7 @@ def run_paper(preset: str = "paper-180nm", seed: int = 0, delta_g_us: float = 0.
         raise ValueError(f"delta_g_us must be > 0, got {delta_g_us!r}")
     if not 0 < spike_density <= 1:
         raise ValueError(f"spike_density must lie in (0, 1], got {spike_density!r}")
+    window = WINDOW_STEPS if window is None else window
     check_int(window, "window", 1)
     hw = get_preset(preset)
     rows, per_task, recs = [], [], {}
