@@ -113,10 +113,6 @@ def _fine_tuned(layer, delta_g_us: float, gen: torch.Generator) -> torch.Tensor:
     return w + torch.randn(w.shape, generator=gen).to(w.device) * sigma_w
 
 
-_PROGRAMMING = ("pulses", "pulse_conductance_us", "verify_reads", "verify_conductance_us", "cells_programmed",
-                "failed_cells")
-
-
 def measure(w: Workload, preset: str, seed: int, delta_g_us: float, device: str = "cpu",
             window: int = WINDOW_STEPS) -> tuple[dict, dict[str, Recording]]:
     """Simulate inference, one LoRA step, a window of full-weight steps with write-back, and deployments for ``w``.
