@@ -91,6 +91,11 @@ def test_verify_is_a_compare_and_the_dac_follows_the_adc():
     assert p.dac_pj == pytest.approx(HW.crossbar.adc_energy_pj / 4)  # ISAAC's DAC : ADC power per cycle
     fixed = HW.replace(crossbar={"dac_energy_pj": 1.0}, device={"verify_sense_energy_pj": 0.5})
     assert prices(fixed).dac_pj == 1.0 and prices(fixed).verify_compare_pj == 0.5
+    assert prices(HW.replace(price_overrides=(("adc_pj", 3.1),))).adc_pj == 3.1  # a preset can fix any price
+    with pytest.raises(ValueError, match="unknown price override"):
+        prices(HW.replace(price_overrides=(("adc_nj", 3.1),)))
+    with pytest.raises(ValueError, match="price_overrides"):
+        HW.replace(price_overrides=(("adc_pj", -1.0),))
 
 
 def test_cells_are_charged_for_the_time_the_read_takes():
