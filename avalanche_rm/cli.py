@@ -212,8 +212,7 @@ def cost(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Price a model on a preset: programming, training per sample, inference per sample."""
-    from .jobs.cost import cost_plots, run_cost
-    from .report import markdown_table
+    from .jobs.cost import cost_plots, format_cost, run_cost
 
     cfg = _load_config(config)
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
@@ -221,7 +220,7 @@ def cost(
     _need_int("--rank", rank, 1)
     rep = _attempt(lambda: run_cost(model=model, preset=preset, seed=seed, batch=batch, rank=rank, device=device))
     typer.echo(f"{model} on {preset} ({rep['cells']} analogue cells); {rep['data']}\n")
-    typer.echo(markdown_table(rep["tables"]["cost per operation"]))
+    typer.echo(format_cost(rep))
     _save(out, rep, lambda: cost_plots(rep))
 
 
@@ -386,6 +385,8 @@ def paper(
     delta_g: Optional[float] = typer.Option(None, help="mean |dG| (uS) of a fine-tuning update to deploy (default 0.5, "
                                                        "the reference's measured full-weight unlearning)"),
     spike_density: Optional[float] = typer.Option(None, help="input spike density for the speaker network (default 0.2)"),
+    window: Optional[int] = typer.Option(None, help="full-weight training steps simulated per task (default 16): "
+                                                    "write-backs per step are averaged over them"),
     preset: Optional[str] = PresetOpt,
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
@@ -400,8 +401,9 @@ def paper(
     preset, seed, device, out = _common(preset, seed, device, out, cfg)
     dg = _pick(delta_g, cfg, "delta_g", 0.5)
     dens = _pick(spike_density, cfg, "spike_density", 0.2)
+    win = _pick(window, cfg, "window", None)  # None: the job's own default
     rep = _attempt(lambda: run_paper(preset=preset, seed=seed, delta_g_us=float(dg), spike_density=float(dens),
-                                     device=device, progress=not quiet), (ValueError, TypeError))
+                                     device=device, progress=not quiet, window=win), (ValueError, TypeError))
     typer.echo(format_paper(rep))
     _save(out, rep, lambda: paper_plots(rep))
 

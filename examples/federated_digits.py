@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from avalanche_rm.costs.fields import from_reply
 from avalanche_rm.flower import (AdapterFedAvg, FederatedForgetRequest, InProcessGrid, adapter_model, adapter_record,
                                  audit_line, make_client_app, run_federation)
 from avalanche_rm.flower.digits_fl import base_fn, calibration_fn, data_fn
@@ -62,7 +63,7 @@ def main() -> None:
     print("data: scikit-learn digits (real); in-process grid; preset paper-180nm\n")
     for h in res.history:
         print(f"round {h['round']}: {h['clients']} clients, eval accuracy {h['eval'].get('accuracy', float('nan')):.3f}, "
-              f"adapter bytes received {h['bytes_sent']}, client energy {h['train'].get('energy-pj', 0) / 1e6:.1f} uJ")
+              f"adapter bytes received {h['bytes_sent']}, client energy {from_reply(h['train'])['energy_pj'] / 1e6:.1f} uJ")
     print("\nfederation audit log:")
     for entry in res.audit + res.refused:
         print(audit_line(entry))

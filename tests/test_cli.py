@@ -87,7 +87,8 @@ def test_bad_options_exit_non_zero_with_one_line(tmp_path):
              (["scenario", "faces", "--epoch-scale", "-1"], "epoch-scale"),
              (["scenario", "faces", "--noise-sigmas", "1,x"], "noise-sigmas"),
              (["scenario", "speakers", "--data", str(tmp_path / "nowhere.wav")], "nowhere.wav"),
-             (["paper", "--delta-g", "-1"], "delta_g"), (["scenario", "faces", "--composition", "mixed"], "mixed"),
+             (["paper", "--delta-g", "-1"], "delta_g"), (["paper", "--window", "0"], "window"),
+             (["scenario", "faces", "--composition", "mixed"], "mixed"),
              (["scenario", "speakers", "--composition", "switched"], "faces scenario only"))
     for args, word in cases:
         res = runner.invoke(app, args)
@@ -189,6 +190,28 @@ def test_paper_command_prints_published_vs_ours(tmp_path):
     assert rows[("stylised generation", "trainable parameters")] == pytest.approx(153.6, rel=1e-3)
     assert rows[("speaker authentication", "trainable parameters")] == pytest.approx(336384 / 13408)
     assert len(rep["residuals"]) == 3
+    # the sensitivity table: every headline ratio at every assumption's documented settings, printed and written
+    from avalanche_rm.costs.sensitivity import ASSUMPTIONS
+
+    sens = rep["tables"]["sensitivity"]
+    settings = [(a.name, s.label) for a in ASSUMPTIONS for s in a.settings]
+    assert [(r["assumption"], r["setting"]) for r in sens] == [("(all defaults)", "default")] + settings
+    for r in sens:
+        assert all(0 < r[f"{k} (up to)"] < 1e6 for k in ("training", "deployment", "inference"))
+    assert sens[0]["inference (up to)"] == pytest.approx(head["inference"]["ours (up to)"])
+    assert len({r["inference (up to)"] for r in sens}) > 5  # the assumptions move it: nothing is decoration
+    per_task = rep["tables"]["sensitivity per task"]
+    assert len(per_task) == 3 * len(sens)
+    assert "## sensitivity" in (tmp_path / "report.md").read_text() and "what drives each ratio" in res.output
+    assert len(rep["drivers"]) == 3 and {r["assumption"] for r in rep["tables"]["assumptions"]} == \
+        {a.name for a in ASSUMPTIONS}
+    # the full-weight baseline trains as mixed precision: its chip changes whenever its loss on the chip moved
+    for r in rep["tables"]["full-weight baseline training window"]:
+        moved = r["full-weight chip loss after"] != r["full-weight chip loss before"]
+        assert r["write-back pulses per step"] > 0 or not moved, r
+        assert moved, r  # and over the window it does train its chip, on every task
+    macro = rep["tables"]["analogue macro check (128x128 tile)"][0]
+    assert 1 < macro["TOPS/W (2 ops per MAC)"] < 100
 
 
 def test_paper_ratios_are_reproducible_from_the_seed():
@@ -196,8 +219,8 @@ def test_paper_ratios_are_reproducible_from_the_seed():
 
     from avalanche_rm.jobs.paper import run_paper
 
-    a = run_paper(seed=1, progress=False)["tables"]["all ratios"]
+    a = run_paper(seed=1, progress=False, window=3)["tables"]
     torch.manual_seed(12345)  # whatever ran before must not matter
     torch.rand(7)
-    b = run_paper(seed=1, progress=False)["tables"]["all ratios"]
-    assert a == b
+    b = run_paper(seed=1, progress=False, window=3)["tables"]
+    assert a["all ratios"] == b["all ratios"] and a["sensitivity"] == b["sensitivity"]

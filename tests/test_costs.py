@@ -12,12 +12,12 @@ from avalanche_rm.costs import SramOverflowError, pricing
 from avalanche_rm.hardware import get_preset
 from avalanche_rm.nn import DigitalReferenceModel, convert_to_hybrid, dense_reference
 
-#: configuration fields that hold an energy or a quantity an energy formula multiplies
+#: configuration fields that hold an energy or a quantity an energy formula multiplies, and the unit prices
 ENERGY_FIELDS = {
-    "mac_energy_pj", "alu_op_energy_pj", "fp32_mac_energy_pj", "sram_read_energy_pj_per_byte",
-    "sram_write_energy_pj_per_byte", "dram_energy_pj_per_byte", "adc_energy_pj", "dac_energy_pj",
+    "sram_energy_pj_per_byte", "dram_energy_pj_per_byte", "adc_energy_pj", "dac_energy_pj",
     "verify_sense_energy_pj", "pulse_voltage_v", "read_voltage_v", "verify_voltage_v", "wire_capacitance_ff",
-    "transcendental_alu_ops",
+    "transcendental_alu_ops", "price_overrides",
+    *(f.price for f in __import__("avalanche_rm.costs.fields", fromlist=["x"]).PRICED),
 }
 
 
@@ -63,13 +63,16 @@ def test_inference_per_sample_does_not_depend_on_the_batch():
 
 def test_both_designs_pay_the_same_per_mac_and_per_byte():
     dig = get_preset("paper-180nm").digital
-    lora = pricing.digital_linear_charges(dig, 10, 2, 30, 500, 40, 20, False)
-    dense = pricing.dense_reference_layer(dig, 10, 2, 40, 20, 0.0, False, False, 1.0)
-    # dense: no input-independent MACs; weights 40x20 read once per sample; same activation rule
-    assert dense["sram_read_bytes"] == pytest.approx(2 * 800 * dig.adapter_bytes_per_param + 10 * 40 * dig.activation_bytes)
-    assert lora["digital_macs"] == 10 * 30 and lora["energy_digital_pj"] > 10 * 30 * dig.mac_energy_pj
-    one = pricing.scaled(pricing.mac_coefficients(dig, False), 1.0)
-    assert one["energy_pj"] == dig.mac_energy_pj
+    lora = pricing.lora_branch(dig, 10, 2, 3, 40, 20, 3 * (40 + 20), False).counts
+    dense = pricing.dense_layer(dig, 10, 2, 40, 20, False, False).counts
+    # both read their weights once per sample at the adapter precision and move activations by the same rule
+    assert lora["weight_read_bytes"] == 2 * 3 * 60 * dig.adapter_bytes_per_param
+    assert dense["weight_read_bytes"] == 2 * 800 * dig.adapter_bytes_per_param
+    assert dense["activation_read_bytes"] == 10 * 40 * dig.activation_bytes
+    # and their MACs are the same field, priced at one price
+    assert pricing.lora_nonzero_coefficients(20, False)["int8_macs"] == 20
+    p = pricing.prices(get_preset("paper-180nm"))
+    assert pricing.priced({"int8_macs": 1.0}, p)["energy_pj"] == p.int8_mac_pj
 
 
 def test_network_digital_work_outside_crossbars_is_charged():
@@ -78,6 +81,7 @@ def test_network_digital_work_outside_crossbars_is_charged():
     plain = chip(module=nn.Sequential(nn.Linear(64, 96), nn.Linear(96, 10)), x=x)
     prof = with_norm.digital_profile(x)
     assert prof.transcendental_ops == pytest.approx(96 + 96)  # GELU and the norm's rsqrt-and-divide per value
+    assert prof.ops["int32_adds"] == pytest.approx(2 * 96)  # the norm's mean and variance sums, at INT32
     assert prof.simple_ops > 0 and prof.macs == 0
     assert plain.digital_profile(x).simple_ops == 0
     a = with_norm.inference_cost(x)
@@ -124,14 +128,14 @@ def test_lora_activations_are_quantised_with_a_straight_through_gradient():
 
 def test_sram_overflow_spills_to_dram_or_refuses():
     x = torch.rand(32, 64)
-    small = chip(x=x, digital={"sram_kib": 1.0})
+    small = chip(x=x, digital={"sram_kib": 1.0, "local_buffer_kib": 0.0})
     big = chip(x=x, digital={"sram_kib": 4096.0})
     for m in (small, big):
         m.add_adapter("a", rank=16, alpha=16, seed=0)  # 16 * (64 + 96 + 96 + 10) INT8 bytes > 1 KiB
     cs, cb = small.inference_cost(x), big.inference_cost(x)
     assert cs["dram_bytes"] > 0 and cb.get("dram_bytes", 0.0) == 0
     assert cs["energy_pj"] > cb["energy_pj"]
-    strict = chip(x=x, digital={"sram_kib": 1.0, "sram_overflow": "error"})
+    strict = chip(x=x, digital={"sram_kib": 1.0, "local_buffer_kib": 0.0, "sram_overflow": "error"})
     before = dict(strict.ledger.by_phase())
     strict.add_adapter("a", rank=16, alpha=16, seed=0)
     with pytest.raises(SramOverflowError, match="sram_kib=1.0"):
@@ -207,15 +211,21 @@ def test_scrub_teacher_outputs_are_charged():
             train_objective(h, h.adapter_parameters(), get_objective(method), (x[:10], y[:10]), (x[10:], y[10:]),
                             epochs=1, lr=1e-2, batch_size=None, n_classes=10)
         costs[method] = h.ledger.total_since(snap)
-    # SCRUB runs the model before unlearning once more over every sample and keeps its outputs
+    # SCRUB runs the model before unlearning once more over every sample, writes its outputs and reads them back
+    # in the (one, full-batch) step: exactly that much more traffic than an objective without a teacher
     assert costs["scrub"]["analog_macs"] > costs["neg_ce"]["analog_macs"]
-    assert costs["scrub"]["sram_write_bytes"] > costs["neg_ce"]["sram_write_bytes"]
+    forward = h.inference_cost(x)  # one eval pass, per sample
+    teacher = 40 * 10 * h.hardware.digital.activation_bytes
+    for d in ("read", "write"):
+        extra = costs["scrub"][f"activation_{d}_bytes"] - costs["neg_ce"][f"activation_{d}_bytes"]
+        assert extra == pytest.approx(40 * forward[f"activation_{d}_bytes"] + teacher), d
+    assert costs["scrub"]["energy_pj"] > costs["neg_ce"]["energy_pj"]
 
 
 def test_dense_reference_weights_beyond_sram_are_read_from_dram():
     x = torch.rand(8, 64)
     big = nn.Sequential(nn.Linear(64, 512), nn.Linear(512, 512), nn.Linear(512, 10))
-    ref = DigitalReferenceModel(big, get_preset("paper-180nm"))
+    ref = DigitalReferenceModel(big, get_preset("paper-180nm"))  # with the chip's buffer, not sized for it
     c = ref.inference_cost(x)
     weights = sum(m.weight.numel() for m in big if isinstance(m, nn.Linear))
     assert weights > get_preset("paper-180nm").digital.sram_bytes

@@ -9,10 +9,11 @@ from avalanche_rm.costs.pricing import price_programming, verify_read_energy_pj,
 from avalanche_rm.hardware.drift import LogGaussianDrift, PowerLawDrift
 
 
-def programmed(d, start, target, seed):
-    """write_verify with its report priced (energy and latency come from the cost model)."""
+def programmed(d, start, target, seed, hw=None):
+    """write_verify with its report priced (energy and latency come from the cost model; ``hw`` the chip, whose
+    ADC prices the verify compare: by default a chip with device ``d``)."""
     res = write_verify(d, start, target, torch.Generator().manual_seed(seed))
-    price_programming(d, res.report)
+    price_programming(hw if hw is not None else HardwareConfig(device=d), res.report)
     return res
 
 
@@ -55,11 +56,12 @@ def test_programming_energy_scales_linearly_with_cells():
 
 
 def test_cells_already_on_target_cost_only_a_verify_read():
-    d = get_preset("ideal").device
+    hw = get_preset("ideal")
+    d = hw.device
     target = torch.full((1000,), 50.0)
-    rep = programmed(d, target.clone(), target, 0).report
+    rep = programmed(d, target.clone(), target, 0, hw).report
     assert rep.pulses == 0 and rep.verify_reads == 1000 and rep.pulse_energy_pj == 0
-    assert rep.verify_energy_pj == pytest.approx(verify_read_energy_pj(d, 50.0 * 1000, 1000))
+    assert rep.verify_energy_pj == pytest.approx(verify_read_energy_pj(hw, 50.0 * 1000, 1000))
 
 
 def test_cells_inside_the_acceptance_window_get_no_pulse():
@@ -86,9 +88,9 @@ def test_stuck_cells_fail_and_burn_pulses():
 
 def test_pulse_energy_formula_matches_neurosim():
     d = RMDeviceConfig(pulse_voltage_v=2.0, pulse_width_ns=50.0, wire_capacitance_ff=0.0)
-    assert write_pulse_energy_pj(d, 50.0, 1) == pytest.approx(10.0)  # 2 V, 50 uS, 50 ns
+    assert write_pulse_energy_pj(HardwareConfig(device=d), 50.0, 1) == pytest.approx(10.0)  # 2 V, 50 uS, 50 ns
     d2 = RMDeviceConfig(pulse_voltage_v=2.0, pulse_width_ns=50.0, wire_capacitance_ff=20.0)
-    assert write_pulse_energy_pj(d2, 50.0, 1) == pytest.approx(10.0 + 4 * 20e-3)  # + V^2 C_wire
+    assert write_pulse_energy_pj(HardwareConfig(device=d2), 50.0, 1) == pytest.approx(10.0 + 4 * 20e-3)  # + V^2 C
 
 
 def test_device_config_selects_its_drift_and_noise_models():
@@ -145,9 +147,10 @@ def test_bad_crossbar_values_raise_naming_the_field(field, value):
         CrossbarConfig(**{field: value})
 
 
-@pytest.mark.parametrize("field,value", [("adapter_bits", 1), ("sram_kib", 0.0), ("mac_energy_pj", -2.0),
+@pytest.mark.parametrize("field,value", [("adapter_bits", 1), ("sram_kib", 0.0), ("local_buffer_kib", -2.0),
                                          ("pe_count", 0), ("vdd_v", -1.0), ("activation_bits", 1),
-                                         ("sram_overflow", "swap"), ("dram_energy_pj_per_byte", -1.0)])
+                                         ("sram_overflow", "swap"), ("dram_energy_pj_per_byte", -1.0),
+                                         ("sram_bytes_per_cycle", 0.0), ("dram_bandwidth_gb_s", -1.0)])
 def test_bad_digital_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         DigitalUnitConfig(**{field: value})

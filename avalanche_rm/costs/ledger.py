@@ -16,33 +16,10 @@ from typing import Iterator
 
 import torch
 
-#: Every counter a ledger keeps, with its unit.
-QUANTITIES: dict[str, str] = {
-    "energy_pj": "pJ",
-    "latency_ns": "ns",
-    "pulses": "write pulses",
-    "verify_reads": "verify reads",
-    "cells_programmed": "cells",
-    "failed_cells": "cells",
-    "analog_macs": "MACs",
-    "digital_macs": "MACs",
-    "dac_conversions": "conversions",
-    "adc_conversions": "conversions",
-    "adc_saturations": "conversions beyond the ADC's full scale (clipped; estimated from ~16 vectors per batch)",
-    "sram_read_bytes": "B",
-    "sram_write_bytes": "B",
-    "samples": "samples",
-    "steps": "optimizer steps",
-    "energy_program_pj": "pJ",
-    "energy_analog_pj": "pJ",
-    "energy_adc_pj": "pJ",
-    "energy_dac_pj": "pJ",
-    "energy_digital_pj": "pJ",
-    "energy_sram_pj": "pJ",
-    "energy_dram_pj": "pJ",
-    "dram_bytes": "B",
-    "digital_ops": "ALU operations",
-}
+from .fields import FIELDS, TABLE_KEYS
+
+#: Every counter a ledger keeps, with its unit (generated from the field table, :mod:`avalanche_rm.costs.fields`).
+QUANTITIES: dict[str, str] = {f.name: f.unit for f in FIELDS}
 
 
 _KNOWN = frozenset(QUANTITIES)
@@ -277,9 +254,7 @@ class CostLedger:
         new._phase_stack = list(self._phase_stack)
         return new
 
-    def table(self, phases: list[str] | None = None,
-              keys: tuple[str, ...] = ("energy_pj", "latency_ns", "pulses", "cells_programmed",
-                                       "analog_macs", "digital_macs", "sram_write_bytes")) -> str:
+    def table(self, phases: list[str] | None = None, keys: tuple[str, ...] = TABLE_KEYS) -> str:
         """A plain-text table of totals per phase."""
         data = self.by_phase()
         phases = phases or list(data)

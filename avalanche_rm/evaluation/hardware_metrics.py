@@ -12,19 +12,15 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from avalanche.evaluation.metric_utils import get_metric_name
 
+from ..costs.fields import FIELDS
+
 if TYPE_CHECKING:
     from avalanche.training.templates import SupervisedTemplate
 
-#: metric label -> ledger quantity
-LABELS = {
-    "energy": ("HW_energy_pJ", "energy_pj"),
-    "latency": ("HW_latency_ns", "latency_ns"),
-    "pulses": ("HW_pulses", "pulses"),
-    "cells": ("HW_programmed_cells", "cells_programmed"),
-    "analog_macs": ("HW_analog_MACs", "analog_macs"),
-    "digital_macs": ("HW_digital_MACs", "digital_macs"),
-    "sram": ("HW_sram_write_B", "sram_write_bytes"),
-}
+#: switch -> (metric name, ledger quantity), from the field table (:mod:`avalanche_rm.costs.fields`)
+LABELS = {f.metric[0]: (f.metric[1], f.name) for f in FIELDS if f.metric}
+#: switches on by default
+DEFAULT_ON = frozenset(f.metric[0] for f in FIELDS if f.metric and f.metric_on)
 
 
 def _ledger(strategy):
@@ -110,13 +106,17 @@ class TrainableParamsMetric(PluginMetric[int]):
         return [MetricValue(self, name, self._value, strategy.clock.train_iterations)]
 
 
-def hardware_cost_metrics(*, energy: bool = True, latency: bool = True, pulses: bool = True, cells: bool = True,
-                          analog_macs: bool = False, digital_macs: bool = False, sram: bool = False,
-                          trainable_params: bool = True, experience: bool = True,
-                          stream: bool = True) -> list[PluginMetric]:
-    """Metrics for ``EvaluationPlugin(*hardware_cost_metrics(...), loggers=...)``."""
-    wanted = dict(energy=energy, latency=latency, pulses=pulses, cells=cells, analog_macs=analog_macs,
-                  digital_macs=digital_macs, sram=sram)
+def hardware_cost_metrics(*, trainable_params: bool = True, experience: bool = True, stream: bool = True,
+                          **switches: bool) -> list[PluginMetric]:
+    """Metrics for ``EvaluationPlugin(*hardware_cost_metrics(...), loggers=...)``.
+
+    ``switches``: one per metric of the field table (``energy``, ``latency``, ``pulses``, ``cells`` on by
+    default; ``analog_macs``, ``digital_macs``, ``sram`` off), e.g. ``hardware_cost_metrics(sram=True)``.
+    """
+    unknown = sorted(set(switches) - set(LABELS))
+    if unknown:
+        raise ValueError(f"unknown hardware metric switch(es) {unknown}; choose from {sorted(LABELS)}")
+    wanted = {k: bool(switches.get(k, k in DEFAULT_ON)) for k in LABELS}
     out: list[PluginMetric] = [HardwareCostMetric(*LABELS[k], experience=experience, stream=stream)
                                for k, on in wanted.items() if on]
     if trainable_params:

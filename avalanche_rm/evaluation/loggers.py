@@ -6,6 +6,8 @@ import os
 
 from avalanche.logging import CSVLogger
 
+from ..costs.fields import METRIC_PREFIX
+
 
 class HardwareCSVLogger(CSVLogger):
     """Avalanche's ``CSVLogger`` plus ``hardware_metrics.csv``: one row per hardware metric value.
@@ -15,7 +17,7 @@ class HardwareCSVLogger(CSVLogger):
     names are stable and can be pivoted per experience or stream.
     """
 
-    def __init__(self, log_folder: str | None = None, prefix: str = "HW_") -> None:
+    def __init__(self, log_folder: str | None = None, prefix: str = METRIC_PREFIX) -> None:
         super().__init__(log_folder=log_folder)
         self.prefix = prefix
         self._hw_path = os.path.join(self.log_folder, "hardware_metrics.csv")

@@ -32,6 +32,7 @@ from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 from torch import nn
 
+from ..costs.fields import REPLY_KEYS, reply_metrics
 from ..hardware.array import sub_seed
 from ..hardware.config import HardwareConfig
 from ..nn.model import HybridModel, convert_to_hybrid
@@ -169,7 +170,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
 
     def delta(before: dict, model: HybridModel) -> dict[str, float]:
         now = _ledger_totals(model)
-        return {k: float(now[k] - before.get(k, 0.0)) for k in ("energy_pj", "pulses", "cells_programmed")}
+        return {k: float(now[k] - before.get(k, 0.0)) for k in REPLY_KEYS}
 
     def registry_of(d: ClientData, pid: int) -> DataRegistry:
         reg = DataRegistry()
@@ -232,9 +233,8 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
         save(ctx, model)
         arrays = adapter_record(model)
         costs = delta(before, model)
-        metrics = MetricRecord({"num-examples": int(n), "train-loss": loss,
-                                "energy-pj": costs["energy_pj"], "pulses": costs["pulses"],
-                                "cells-programmed": costs["cells_programmed"], "bytes-sent": int(arrays.count_bytes()),
+        metrics = MetricRecord({"num-examples": int(n), "train-loss": loss, **reply_metrics(costs),
+                                "bytes-sent": int(arrays.count_bytes()),
                                 "adapter-bytes": int(sum(v.numel() * v.element_size()
                                                          for v in arrays.to_torch_state_dict().values()))})
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
@@ -337,8 +337,7 @@ def make_client_app(base_fn: Callable[[], nn.Module], data_fn: Callable[[int, in
             pid, int(ctx.node_id), request.kind, record["method"], int(record["n_samples"]))
         costs = delta(before_cost, model)
         content = {"metrics": MetricRecord({"refused": 0, "num-examples": int(len(core.registry)),
-                                            "forgotten": int(record["n_samples"]), "energy-pj": costs["energy_pj"],
-                                            "pulses": costs["pulses"]}),
+                                            "forgotten": int(record["n_samples"]), **reply_metrics(costs)}),
                    "audit": fforget.audit_record_json(record)}
         if request.kind == "samples":
             content["arrays"] = adapter_record(model)

@@ -31,6 +31,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from ..costs.fields import REPLY_KEYS, from_reply
 from ..unlearning import AuditKey, ChainedLog, get_method, weighted_average
 from .forget import FederatedForgetRequest
 
@@ -143,7 +144,7 @@ class AdapterFedAvg(FedAvg):
             raise ReplayFailed(f"rounds {first}..{last} were not all recorded (recorded: {sorted(self.rounds)})")
         contributions = {n: c for n, c in self.rounds[first]["contributions"].items() if n not in self.excluded}
         arrays = self.rounds[first]["start"]
-        new_rounds, cost = {}, {"energy_pj": 0.0, "pulses": 0.0, "client_rounds": 0}
+        new_rounds, cost = {}, {**dict.fromkeys(REPLY_KEYS, 0.0), "client_rounds": 0}
         for r in range(first, last + 1):
             rec = self.rounds[r]
             nodes = [n for n in rec["participants"] if n not in self.excluded]
@@ -161,8 +162,8 @@ class AdapterFedAvg(FedAvg):
                 if problem is not None:
                     raise ReplayFailed(f"node {nid} sent a bad reply in replayed round {r}: {problem}")
                 contributions[nid] = (rep.content["arrays"], int(m["num-examples"]))
-                cost["energy_pj"] += float(m.get("energy-pj", 0.0))
-                cost["pulses"] += float(m.get("pulses", 0.0))
+                for k, v in from_reply(m).items():
+                    cost[k] += v
                 cost["client_rounds"] += 1
             agg = _weighted_average(contributions)
             arrays = agg if agg is not None else arrays
@@ -208,8 +209,8 @@ class AdapterFedAvg(FedAvg):
             new = self.replace_contribution(node_id, reply.content["arrays"], int(metrics["num-examples"]))
         # the client's count of what it forgot (a whole client's request names no ids)
         entry["n_samples"] = int(record.get("n_samples", metrics.get("forgotten", 0)))
-        return new, {**entry, "status": "honoured", "client_energy_pj": float(metrics.get("energy-pj", 0.0)),
-                     "client_pulses": float(metrics.get("pulses", 0.0)), "remaining_clients": len(self.contributions),
+        costs = {f"client_{k}": v for k, v in from_reply(metrics).items()}
+        return new, {**entry, "status": "honoured", **costs, "remaining_clients": len(self.contributions),
                      "client_record": record}
 
 

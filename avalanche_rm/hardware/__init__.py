@@ -9,7 +9,7 @@
 - :mod:`.array`: one layer's cells and periphery state (program, reprogram, drift, ADC calibration, read);
 - :mod:`.digital`: the digital unit holding the LoRA branches;
 - :mod:`.presets`: named, cited configurations.
-Pricing lives in :mod:`avalanche_rm.costs.pricing`.
+Pricing lives in :mod:`avalanche_rm.costs` (unit prices in :mod:`avalanche_rm.costs.prices`).
 """
 from .array import AnalogArray
 from .config import HardwareConfig

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .crossbar import CrossbarConfig
@@ -18,11 +19,21 @@ class HardwareConfig:
     digital: DigitalUnitConfig = field(default_factory=DigitalUnitConfig)
     name: str = "custom"
     source: str = "user supplied"
+    #: fixed unit prices by name (see :class:`avalanche_rm.costs.prices.Prices`), e.g. ``(("adc_pj", 3.1),)``
+    price_overrides: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for f, cls in (("device", RMDeviceConfig), ("crossbar", CrossbarConfig), ("digital", DigitalUnitConfig)):
             if not isinstance(getattr(self, f), cls):
                 raise ValueError(f"HardwareConfig.{f} must be a {cls.__name__}, got {type(getattr(self, f)).__name__}")
+        if isinstance(self.price_overrides, dict):
+            object.__setattr__(self, "price_overrides", tuple(sorted(self.price_overrides.items())))
+        pairs = tuple(tuple(p) for p in self.price_overrides)
+        for p in pairs:
+            if len(p) != 2 or not isinstance(p[0], str) or isinstance(p[1], bool) \
+                    or not isinstance(p[1], (int, float)) or not math.isfinite(p[1]) or p[1] < 0:
+                raise ValueError(f"HardwareConfig.price_overrides must be (name, pJ >= 0) pairs, got {p!r}")
+        object.__setattr__(self, "price_overrides", tuple((n, float(v)) for n, v in pairs))
         g0 = self.crossbar.g_zero_us
         if self.crossbar.mapping == "offset" and g0 is not None:
             if not self.device.g_min_us < g0 < self.device.g_max_us:
@@ -54,7 +65,9 @@ class HardwareConfig:
                 if unknown:
                     raise ValueError(f"unknown {sub.__name__} field(s): {sorted(unknown)}")
                 kw[f] = sub(**v)
-        unknown = set(d) - {"name", "source"}
+        if "price_overrides" in d:
+            d["price_overrides"] = tuple(tuple(p) for p in d["price_overrides"])
+        unknown = set(d) - {"name", "source", "price_overrides"}
         if unknown:
             raise ValueError(f"unknown HardwareConfig field(s): {sorted(unknown)}")
         return cls(**kw, **d)

@@ -43,6 +43,8 @@ class CrossbarConfig:
     ADC's columns can carry for inputs in [-1, 1], which never clips but leaves
     typical partial sums a few codes wide. ``adc_range_fraction`` scales either
     range (headroom < 1 trades clipping for resolution).
+    ``dac_energy_pj`` (per row drive) ``None``: derived from the ADC's energy by
+    :mod:`avalanche_rm.costs.prices` (a quarter of a conversion, as in ISAAC).
     ``failure_policy``: cells that never converge are always reported per tile;
     ``"remap"`` also moves each affected weight column of a tile onto one of its
     ``spare_cols`` spare columns (fresh cells, programmed and charged).
@@ -60,7 +62,7 @@ class CrossbarConfig:
     adc_range_fraction: float = 1.0
     adc_energy_pj: float = 2.0
     adc_time_ns: float = 10.0
-    dac_energy_pj: float = 0.05
+    dac_energy_pj: float | None = None
     col_mux: int = 8
     program_parallel_cells: int = 128
     failure_policy: str = "report"
@@ -88,8 +90,11 @@ class CrossbarConfig:
         frac = check_positive(o, "adc_range_fraction", self.adc_range_fraction)
         if frac > 1.0:
             raise ValueError(f"{o}.adc_range_fraction must lie in (0, 1], got {self.adc_range_fraction!r}")
-        for f in ("adc_energy_pj", "adc_time_ns", "dac_energy_pj"):
+        for f in ("adc_energy_pj", "adc_time_ns"):
             check_non_negative(o, f, getattr(self, f))
+        for f in ("dac_energy_pj",):  # optional: None means derived by avalanche_rm.costs.prices
+            if getattr(self, f) is not None:
+                check_non_negative(o, f, getattr(self, f))
         check_int(o, "col_mux", self.col_mux, 1)
         check_int(o, "program_parallel_cells", self.program_parallel_cells, 1)
         check_choice(o, "failure_policy", self.failure_policy, FAILURE_POLICIES)

@@ -33,6 +33,8 @@ class RMDeviceConfig:
     lands at ``g + write_gain * (g_target - g) + N(0, sigma(g_target))`` where
     ``sigma`` is ``prog_noise_rel_sigma * g_max_us`` or, when given, the
     polynomial ``sum(c_k * (g / g_max_us) ** k)`` (aihwkit's PCM form).
+    ``verify_sense_energy_pj`` (the sense of one verify read) ``None``: derived by
+    :mod:`avalanche_rm.costs.prices` (a window compare at the ADC's figure of merit).
     """
 
     g_min_us: float = 20.0
@@ -50,7 +52,7 @@ class RMDeviceConfig:
     wire_capacitance_ff: float = 20.0
     verify_voltage_v: float = 0.2
     verify_time_ns: float = 10.0
-    verify_sense_energy_pj: float = 1.0
+    verify_sense_energy_pj: float | None = None
     verify_guard_sigmas: float = 2.0
     # read
     read_noise_sigma_us: float = 0.0
@@ -93,9 +95,12 @@ class RMDeviceConfig:
         for f in ("pulse_voltage_v", "pulse_width_ns", "verify_voltage_v", "verify_time_ns",
                   "read_voltage_v", "read_time_ns", "drift_t0_s"):
             check_positive(o, f, getattr(self, f))
-        for f in ("wire_capacitance_ff", "verify_sense_energy_pj", "verify_guard_sigmas", "read_noise_sigma_us",
+        for f in ("wire_capacitance_ff", "verify_guard_sigmas", "read_noise_sigma_us",
                   "drift_nu_std", "drift_std_us_per_sqrt_ln_s"):
             check_non_negative(o, f, getattr(self, f))
+        for f in ("verify_sense_energy_pj",):  # optional: None means derived by avalanche_rm.costs.prices
+            if getattr(self, f) is not None:
+                check_non_negative(o, f, getattr(self, f))
         check_finite(o, "drift_nu_mean", self.drift_nu_mean)
         check_finite(o, "drift_mean_us_per_ln_s", self.drift_mean_us_per_ln_s)
         check_choice(o, "drift_model", self.drift_model, DRIFT_MODELS)

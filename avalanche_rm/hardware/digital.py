@@ -14,33 +14,41 @@ SRAM_OVERFLOW = ("spill", "error")
 
 @dataclass(frozen=True)
 class DigitalUnitConfig:
-    """The digital unit: a PE array, an SRAM buffer for adapters, optimiser state and activations.
+    """The digital unit: a PE array with local buffers, an SRAM buffer, and DRAM behind it.
+
+    It states the technology; :func:`avalanche_rm.costs.prices.prices` derives
+    every energy from it (node and supply, buffer capacities), so nothing here is
+    an energy except the optional fixed prices ``sram_energy_pj_per_byte`` and
+    ``dram_energy_pj_per_byte`` (``None``: derived; see :mod:`avalanche_rm.costs.prices`).
 
     Precision: forward MACs of the LoRA branch at ``adapter_bits`` x
     ``activation_bits`` (INT8 by default: adapter factors and the activations into
     and out of the branch are fake-quantised, straight-through); gradients and the
     optimiser update in FP32 on an FP32 master copy of every trained parameter
     (``master_bytes_per_param``, plus ``moment_bytes`` per optimiser moment).
-    What exceeds ``sram_kib`` lives off chip: ``sram_overflow="spill"`` prices those
-    bytes at ``dram_energy_pj_per_byte``, ``"error"`` refuses.
-    Energies are per MAC / ALU operation and per byte moved.
+    Memory levels: the PE array's local buffers (``local_buffer_kib`` in total;
+    ``None``: 0.5 KiB per PE) hold stationary weights, the SRAM buffer
+    (``sram_kib``) the rest of the working set, DRAM what does not fit
+    (``sram_overflow="spill"``; ``"error"`` refuses). Throughput: ``pe_count``
+    operations per ``mac_time_ns`` (one MAC or element-wise operation per PE and
+    cycle; a transcendental takes ``transcendental_alu_ops``), the SRAM moves
+    ``sram_bytes_per_cycle`` per cycle, DRAM ``dram_bandwidth_gb_s``.
     """
 
     adapter_bits: int | None = 8
     activation_bits: int | None = 8
     sram_kib: float = 256.0
-    mac_energy_pj: float = 3.7
-    alu_op_energy_pj: float = 3.7
+    local_buffer_kib: float | None = None
     transcendental_alu_ops: float = 4.0
-    fp32_mac_energy_pj: float = 74.0
-    sram_read_energy_pj_per_byte: float = 20.0
-    sram_write_energy_pj_per_byte: float = 20.0
-    dram_energy_pj_per_byte: float = 250.0
     sram_overflow: str = "spill"
     mac_time_ns: float = 10.0
     pe_count: int = 64
     tech_node_nm: float = 180.0
     vdd_v: float = 1.8
+    sram_bytes_per_cycle: float = 8.0
+    dram_bandwidth_gb_s: float = 3.2
+    sram_energy_pj_per_byte: float | None = None
+    dram_energy_pj_per_byte: float | None = None
     master_bytes_per_param: float = 4.0
     moment_bytes: float = 4.0
 
@@ -51,10 +59,13 @@ class DigitalUnitConfig:
         if self.activation_bits is not None:
             check_int(o, "activation_bits", self.activation_bits, 2)
         check_positive(o, "sram_kib", self.sram_kib)
-        for f in ("mac_energy_pj", "alu_op_energy_pj", "transcendental_alu_ops", "fp32_mac_energy_pj",
-                  "sram_read_energy_pj_per_byte", "sram_write_energy_pj_per_byte", "dram_energy_pj_per_byte",
-                  "mac_time_ns", "master_bytes_per_param", "moment_bytes"):
+        for f in ("transcendental_alu_ops", "mac_time_ns", "master_bytes_per_param", "moment_bytes"):
             check_non_negative(o, f, getattr(self, f))
+        for f in ("local_buffer_kib", "sram_energy_pj_per_byte", "dram_energy_pj_per_byte"):
+            if getattr(self, f) is not None:
+                check_non_negative(o, f, getattr(self, f))
+        for f in ("sram_bytes_per_cycle", "dram_bandwidth_gb_s", "mac_time_ns"):
+            check_positive(o, f, getattr(self, f))
         check_choice(o, "sram_overflow", self.sram_overflow, SRAM_OVERFLOW)
         check_int(o, "pe_count", self.pe_count, 1)
         check_positive(o, "tech_node_nm", self.tech_node_nm)
@@ -74,16 +85,6 @@ class DigitalUnitConfig:
 
     def replace(self, **changes) -> "DigitalUnitConfig":
         return dataclasses.replace(self, **changes)
-
-
-def scale_energy_from_45nm(energy_45nm_pj: float, node_nm: float, vdd_v: float) -> float:
-    """Classical C*V^2 scaling of a 45 nm / 0.9 V energy (Horowitz ISSCC 2014) to another node.
-
-    Capacitance scales with feature size, energy with C*V^2. Stillmaker & Baas
-    (Integration 2017) show this can be off for deep nodes; it is a documented
-    first-order estimate, and every preset states the numbers it used.
-    """
-    return energy_45nm_pj * (node_nm / 45.0) * (vdd_v / 0.9) ** 2
 
 
 def fake_quantize(w: torch.Tensor, bits: int | None) -> torch.Tensor:

@@ -10,40 +10,39 @@ from typing import Callable
 from .config import HardwareConfig
 from .crossbar import CrossbarConfig
 from .device import RMDeviceConfig
-from .digital import DigitalUnitConfig, scale_energy_from_45nm
+from .digital import DigitalUnitConfig
 
-# Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm / 0.9 V:
-# 8-bit mult 0.2 pJ + 8-bit add 0.03 pJ; fp32 mult 3.7 pJ + fp32 add 0.9 pJ; 64-bit read from an
-# 8 KB SRAM 10 pJ (1.25 pJ/B); 64-bit DRAM access 1.3-2.6 nJ (off-chip I/O: not node-scaled).
-_INT8_MAC_45NM_PJ = 0.23
-_FP32_MAC_45NM_PJ = 4.6
-_SRAM_45NM_PJ_PER_BYTE = 1.25
-_DRAM_PJ_PER_BYTE = 250.0   # 2.0 nJ per 64-bit access, inside Horowitz's 1.3-2.6 nJ
-_HOROWITZ = ("Horowitz ISSCC 2014 (45 nm: int8 MAC 0.23 pJ, fp32 MAC 4.6 pJ, SRAM 1.25 pJ/B) scaled by C*V^2; "
-             "an INT8 ALU operation (add, compare, multiply) is priced as an int8 MAC (an upper bound for adds), "
-             "a transcendental (exp, tanh, rsqrt, divide) as 4 of them (estimate: piecewise-linear unit); "
-             "DRAM 250 pJ/B (2.0 nJ per 64-bit access, Horowitz 1.3-2.6 nJ; not node-scaled); FP32 master copy "
-             "and FP32 optimiser moments (4 B each)")
+_DIGITAL = ("every digital energy derived by avalanche_rm.costs.prices from the node and supply: Horowitz ISSCC 2014 "
+            "(45 nm, 0.9 V: 8/32-bit add 0.03/0.1 pJ, 8/32-bit multiply 0.2/3.1 pJ, FP32 add/multiply 0.9/3.7 pJ; "
+            "INT8 MAC = 8-bit multiply + 32-bit add; SRAM 1.25/2.5/12.5 pJ/B at 8 KB/32 KB/1 MB, interpolated "
+            "by capacity) scaled by C*V^2 with C proportional to the node; DRAM 2.0 nJ per 64-bit access (the "
+            "middle of Horowitz's 1.3-2.6 nJ, DDR3 era), set by its interface and not node-scaled; register files 1 pJ per 32-bit access at 45 nm (Han et al., "
+            "EIE, ISCA 2016); a transcendental as 4 MACs (estimate: piecewise-linear unit); 0.5 KiB of local "
+            "buffer per PE (Eyeriss, Chen et al. ISCA 2016); a 64-bit SRAM port (8 B per cycle, estimate); one "
+            "x16 DDR3-1600 DRAM channel, 3.2 GB/s (JEDEC JESD79-3; estimate of the interface); FP32 master copy "
+            "and FP32 optimiser moments (4 B each)")
 
 
 def _digital(node_nm: float, vdd_v: float, sram_kib: float, mac_time_ns: float, pe_count: int) -> DigitalUnitConfig:
-    mac = round(scale_energy_from_45nm(_INT8_MAC_45NM_PJ, node_nm, vdd_v), 4)
     return DigitalUnitConfig(
         adapter_bits=8,
         activation_bits=8,
         sram_kib=sram_kib,
-        mac_energy_pj=mac,
-        alu_op_energy_pj=mac,
+        local_buffer_kib=0.5 * pe_count,
         transcendental_alu_ops=4.0,
-        fp32_mac_energy_pj=round(scale_energy_from_45nm(_FP32_MAC_45NM_PJ, node_nm, vdd_v), 4),
-        sram_read_energy_pj_per_byte=round(scale_energy_from_45nm(_SRAM_45NM_PJ_PER_BYTE, node_nm, vdd_v), 4),
-        sram_write_energy_pj_per_byte=round(scale_energy_from_45nm(_SRAM_45NM_PJ_PER_BYTE, node_nm, vdd_v), 4),
-        dram_energy_pj_per_byte=_DRAM_PJ_PER_BYTE,
         mac_time_ns=mac_time_ns,
         pe_count=pe_count,
         tech_node_nm=node_nm,
         vdd_v=vdd_v,
+        sram_bytes_per_cycle=8.0,
+        dram_bandwidth_gb_s=3.2,
     )
+
+
+_PERIPHERY = ("row DAC drive = a quarter of an ADC conversion (ISAAC, Shafiee et al. ISCA 2016, Table 1: 4 mW of "
+              "one-bit DACs against 16 mW of ADCs for the same crossbars per cycle); verify sense = a window compare, "
+              "two comparator decisions priced as 1-bit conversions at the ADC's Walden figure of merit (Walden, "
+              "IEEE JSAC 1999); cells conduct while their column is connected to its ADC (t_read + t_adc)")
 
 
 _ADC_RANGE = ("ADC full scale calibrated per tile column block (shared by the input tiles stacked on it) at the "
@@ -63,7 +62,7 @@ def _paper_180nm() -> HardwareConfig:
             prog_noise_rel_sigma=0.0, prog_noise_poly_us=(1.0,), write_gain=0.6,
             wv_tolerance_us=1.0, wv_max_iterations=50,
             pulse_voltage_v=2.0, pulse_width_ns=50.0, wire_capacitance_ff=20.0,
-            verify_voltage_v=0.2, verify_time_ns=10.0, verify_sense_energy_pj=12.8,
+            verify_voltage_v=0.2, verify_time_ns=10.0,
             read_noise_sigma_us=0.2, read_voltage_v=0.2, read_time_ns=10.0,
             drift_model="log_gaussian", drift_t0_s=1.0,
             drift_mean_us_per_ln_s=-0.089, drift_std_us_per_sqrt_ln_s=0.265,
@@ -72,7 +71,7 @@ def _paper_180nm() -> HardwareConfig:
             rows=128, cols=128, mapping="offset", g_zero_us=50.0, weight_scale="tensor",
             dac_bits=8, adc_bits=8, adc_range="calibrated", adc_calibration_percentile=99.9,
             adc_energy_pj=12.8, adc_time_ns=50.0,
-            dac_energy_pj=0.5, col_mux=8, program_parallel_cells=128,
+            col_mux=8, program_parallel_cells=128,
         ),
         digital=_digital(180.0, 1.8, sram_kib=64.0, mac_time_ns=10.0, pe_count=12),
         source=(
@@ -86,11 +85,13 @@ def _paper_180nm() -> HardwareConfig:
             "(Falcone et al. 2025); col_mux 8 (DNN+NeuroSim V1.4 numColMuxed); 8-bit DAC/ADC (estimate, "
             "aihwkit StandardHWATrainingPreset uses 8 bit); " + _ADC_RANGE + "; ADC 12.8 pJ/conversion = Walden FoM 50 fJ/step "
             "x 2^8 for a 180 nm SAR ADC (estimate, Murmann ADC survey range), 50 ns/conversion (estimate); "
+            + _PERIPHERY + "; "
             "write gain 0.6 per pulse (estimate giving ~5 pulses per cell from reset, inside the 5-20 "
             "range quoted for 4-5 bit targets); offset mapping senses each column against a reference column "
-            "per tile (one cell per row at 50 uS, programmed and read like the others). Digital unit: " + _HOROWITZ +
-            " to 180 nm / 1.8 V (x16: int8 MAC 3.68 pJ, fp32 MAC 73.6 pJ, SRAM 20 pJ/B); 64 KiB SRAM and 12 PEs "
-            "(4x3 PE array drawn in the reference's Fig. main.png; SRAM size not stated: estimate)."
+            "per tile (one cell per row at 50 uS, programmed and read like the others). Digital unit: " + _DIGITAL +
+            "; at 180 nm / 1.8 V (x16): INT8 MAC 4.8 pJ, FP32 MAC 73.6 pJ, 64 KiB SRAM 55 pJ/B, 0.5 KiB local "
+            "buffer 5 pJ/B; DRAM 250 pJ/B; 64 KiB SRAM and 12 PEs (4x3 PE array drawn in the reference's Fig. "
+            "main.png; SRAM size not stated: estimate), 6 KiB of local buffers."
         ),
     )
 
@@ -103,7 +104,7 @@ def _rram_generic() -> HardwareConfig:
             prog_noise_rel_sigma=0.0, prog_noise_poly_us=(0.01122, 0.01129 * 90.0), write_gain=0.5,
             wv_tolerance_us=1.0, wv_max_iterations=60,
             pulse_voltage_v=1.5, pulse_width_ns=100.0, wire_capacitance_ff=10.0,
-            verify_voltage_v=0.2, verify_time_ns=10.0, verify_sense_energy_pj=1.3,
+            verify_voltage_v=0.2, verify_time_ns=10.0,
             read_noise_sigma_us=0.22, read_voltage_v=0.2, read_time_ns=10.0,
             drift_model="log_gaussian", drift_t0_s=1.0,
             drift_mean_us_per_ln_s=-0.089, drift_std_us_per_sqrt_ln_s=0.265,
@@ -112,7 +113,7 @@ def _rram_generic() -> HardwareConfig:
             rows=256, cols=256, mapping="differential", weight_scale="column",
             dac_bits=8, adc_bits=8, adc_range="calibrated", adc_calibration_percentile=99.9,
             adc_energy_pj=1.3, adc_time_ns=10.0,
-            dac_energy_pj=0.05, col_mux=8, program_parallel_cells=256,
+            col_mux=8, program_parallel_cells=256,
         ),
         digital=_digital(40.0, 1.1, sram_kib=256.0, mac_time_ns=2.0, pe_count=64),
         source=(
@@ -122,8 +123,8 @@ def _rram_generic() -> HardwareConfig:
             "Nature 2022); differential pairs and per-column scales (aihwkit SinglePairConductanceConverter "
             "style); 32 levels (estimate inside the 4-6 bit range of RRAM write-verify); 1.5 V / 100 ns "
             "pulses (estimate inside NeuroSim's 2-4 V, 10-300 ns range); ADC 1.3 pJ = 5 fJ/step x 2^8 "
-            "at 40 nm (estimate); col_mux 8 (DNN+NeuroSim V1.4); " + _ADC_RANGE + ". Digital unit: " + _HOROWITZ +
-            " to 40 nm / 1.1 V."
+            "at 40 nm (estimate); col_mux 8 (DNN+NeuroSim V1.4); " + _ADC_RANGE + "; " + _PERIPHERY +
+            ". Digital unit: " + _DIGITAL + "; at 40 nm / 1.1 V."
         ),
     )
 
@@ -136,7 +137,7 @@ def _pcm_like() -> HardwareConfig:
             prog_noise_rel_sigma=0.0, prog_noise_poly_us=(0.26348, 1.9650, -1.1731), write_gain=0.5,
             wv_tolerance_us=0.5, wv_max_iterations=60,
             pulse_voltage_v=3.0, pulse_width_ns=100.0, wire_capacitance_ff=20.0,
-            verify_voltage_v=0.2, verify_time_ns=250.0, verify_sense_energy_pj=0.5,
+            verify_voltage_v=0.2, verify_time_ns=250.0,
             read_noise_sigma_us=0.1, read_voltage_v=0.2, read_time_ns=250.0,
             drift_model="power_law", drift_t0_s=20.0, drift_nu_mean=0.05, drift_nu_std=0.008,
         ),
@@ -144,7 +145,7 @@ def _pcm_like() -> HardwareConfig:
             rows=256, cols=256, mapping="differential", weight_scale="column",
             dac_bits=8, adc_bits=8, adc_range="calibrated", adc_calibration_percentile=99.9,
             adc_energy_pj=0.5, adc_time_ns=2.0,
-            dac_energy_pj=0.02, col_mux=8, program_parallel_cells=256,
+            col_mux=8, program_parallel_cells=256,
         ),
         digital=_digital(14.0, 0.8, sram_kib=1024.0, mac_time_ns=1.0, pe_count=256),
         source=(
@@ -154,8 +155,8 @@ def _pcm_like() -> HardwareConfig:
             "1/f read noise 0.1 uS (Q_s=0.0088/x^0.65 is ~0.17 uS at mid range and shrinks towards t_read; estimate). 256x256 cores, 8-bit I/O "
             "and 14 nm node as HERMES (Le Gallo et al., Nat. Electron. 2023); ADC 0.5 pJ (estimate "
             "consistent with HERMES' 0.2-0.8 pJ/MAC chip level); 128 levels (estimate: PCM is near "
-            "continuous); 3 V / 100 ns pulses (estimate); " + _ADC_RANGE + ". Digital unit: " + _HOROWITZ +
-            " to 14 nm / 0.8 V."
+            "continuous); 3 V / 100 ns pulses (estimate); " + _ADC_RANGE + "; " + _PERIPHERY +
+            ". Digital unit: " + _DIGITAL + "; at 14 nm / 0.8 V."
         ),
     )
 

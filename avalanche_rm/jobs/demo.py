@@ -10,6 +10,7 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 from tqdm.auto import tqdm
 
+from ..costs.fields import TABLE_KEYS
 from ..benchmarks import public_private_digits
 from ..unlearning import ForgetRequest, accuracy_of, format_auc, generate_keys
 from ..hardware import get_preset
@@ -102,10 +103,7 @@ def run_demo(preset: str = "paper-180nm", seed: int = 0, epochs: int = 30, adapt
         per_sample = chip.inference_cost(test[0])
         for ph in PHASES + (INFER,):
             v = per_sample if ph == INFER else by_phase.get(ph, {})
-            rows_cost.append({"strategy": name, "phase": ph, "energy_pj": v.get("energy_pj", 0.0),
-                              "latency_ns": v.get("latency_ns", 0.0), "pulses": v.get("pulses", 0.0),
-                              "cells_programmed": v.get("cells_programmed", 0.0),
-                              "digital_macs": v.get("digital_macs", 0.0), "analog_macs": v.get("analog_macs", 0.0)})
+            rows_cost.append({"strategy": name, "phase": ph, **{k: v.get(k, 0.0) for k in TABLE_KEYS}})
     ratios = []
     hyb = {r["phase"]: r for r in rows_cost if r["strategy"] == "hybrid LoRA"}
     for name in STRATEGIES[1:]:

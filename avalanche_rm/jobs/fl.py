@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..costs.fields import from_reply
 from ..flower import (ADAPTER, EXACT, AdapterFedAvg, FederatedForgetRequest, InProcessGrid, adapter_model,
                       adapter_record, audit_line, make_client_app, make_server_app, run_federation)
 from ..flower.digits_fl import base_fn, calibration_fn, data_fn
@@ -100,8 +101,9 @@ def run_fl(preset: str = "paper-180nm", seed: int = 0, clients: int = 5, rounds:
     full_bytes = sum(t.numel() * t.element_size() for t in bfn().state_dict().values())
     rows = [{"round": h["round"], "clients": h["clients"], "eval_accuracy": h["eval"].get("accuracy", float("nan")),
              "bytes_up": h["bytes_sent"], "adapter_bytes_per_client": h["train"].get("adapter-bytes", 0.0),
-             "full_model_bytes_per_client": full_bytes, "client_pulses": h["train"].get("pulses", 0.0),
-             "client_energy_pj": h["train"].get("energy-pj", 0.0), "failures": h["failures"]} for h in res.history]
+             "full_model_bytes_per_client": full_bytes,
+             **{f"client_{k}": v for k, v in from_reply(h["train"]).items()}, "failures": h["failures"]}
+            for h in res.history]
     forget_rows = [{"forgotten_client": forget_client, "round": forget_round,
                     "acc_on_forgotten_client_data": accuracy_of(ref, gone.x, gone.y),
                     "acc_on_retained_clients_data": accuracy_of(ref, xr, yr), "test_acc": accuracy_of(ref, xt, yt),

@@ -3,7 +3,7 @@
 :class:`ChipModel` is the shared base of :class:`~avalanche_rm.nn.model.HybridModel`
 (analogue base + digital LoRA) and :class:`~avalanche_rm.nn.reference.DigitalReferenceModel`
 (the same network run by the digital unit alone), so both designs are priced
-by one set of rules (:mod:`avalanche_rm.costs.pricing`).
+by one set of rules: every charge goes through the chip's :class:`~avalanche_rm.costs.meter.Meter`.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from ..costs import pricing
 from ..costs.ledger import CostLedger
+from ..costs.meter import Meter
 from ..costs.residency import DigitalResidency
 from ..hardware.config import HardwareConfig
 from .profile import DigitalOpCounter, DigitalProfile, batch_size, per_sample, profile_key
@@ -27,22 +28,35 @@ class ChipModel(nn.Module):
         if not isinstance(hardware, HardwareConfig):
             raise ValueError(f"hardware must be a HardwareConfig, got {type(hardware).__name__}")
         self.hardware = hardware
-        self.ledger = CostLedger()
-        self.residency = DigitalResidency(hardware.digital)
+        self.residency = DigitalResidency(hardware)
+        self.meter = Meter(hardware, CostLedger(), self.residency)
         self._optim_hooks: list = []
         self._attached: weakref.WeakSet = weakref.WeakSet()
         self._profiles: dict[tuple, DigitalProfile] = {}
-        self._work_cache: dict[tuple, dict] = {}
         #: identical copies of this network the chip stores (a measurement on one block standing for several)
         self.stored_copies = 1
+
+    @property
+    def ledger(self) -> CostLedger:
+        """The chip's ledger (what its meter charges); assigning one makes this chip charge it."""
+        return self.meter.ledger
+
+    @ledger.setter
+    def ledger(self, ledger: CostLedger) -> None:
+        self.meter.ledger = ledger
 
     # ------------------------------------------------------------ hooks for subclasses
     def _run(self, *args, **kwargs):
         raise NotImplementedError
 
-    def _stored_weight_bytes(self) -> float:
-        """Digital weights the chip stores at adapter precision (what every inference may read)."""
+    def _read_weight_bytes(self) -> float:
+        """Digital weights a forward pass reads (adapter precision; biases at INT32)."""
         raise NotImplementedError
+
+    def set_hardware(self, hardware: HardwareConfig) -> None:
+        """Price this chip's work with ``hardware`` from now on (its digital unit's sizes and prices)."""
+        self.hardware = hardware
+        self.meter.set_hardware(hardware)
 
     def _quantised_params(self) -> set[int]:
         """Ids of trainable parameters that keep an INT8 copy for the forward pass."""
@@ -54,8 +68,8 @@ class ChipModel(nn.Module):
         if not led.enabled:
             return self._run(*args, **kwargs)
         training = self.training and torch.is_grad_enabled()
-        self.residency.set_weights(self._stored_weight_bytes() * self.stored_copies)
-        self.residency.begin_pass(training)
+        self.residency.set_weights(self._read_weight_bytes() * self.stored_copies)
+        self.meter.begin_pass(training)
         key = profile_key(args, kwargs, training)
         prof = self._profiles.get(key)
         try:
@@ -65,18 +79,10 @@ class ChipModel(nn.Module):
                 prof = self._profiles[key] = per_sample(counter.p, batch_size(args))
             else:
                 out = self._run(*args, **kwargs)
+            self.meter.network_work(led.current_phase("train" if training else "infer"), prof.ops, prof.macs,
+                                    prof.weight_values, prof.lookup_values, batch_size(args), training)
         finally:
-            surcharge = self.residency.end_pass()
-        phase = led.current_phase("train" if training else "infer")
-        wf = self.residency.weight_fraction()
-        work = self._work_cache.get((key, wf))
-        if work is None:
-            dig = self.hardware.digital
-            work = self._work_cache[(key, wf)] = pricing.digital_op_charges(
-                dig, prof.simple_ops, prof.transcendental_ops, prof.macs, prof.weight_values * dig.adapter_bytes_per_param,
-                prof.lookup_values * dig.activation_bytes, training, weight_fraction=wf)
-        led.add_times(phase, batch_size(args), work)
-        led.charge(phase, surcharge)
+            self.meter.end_pass()
         return out
 
     def digital_profile(self, *args, **kwargs) -> DigitalProfile:
@@ -116,17 +122,21 @@ class ChipModel(nn.Module):
         if optimizer in self._attached:
             return
         kind = pricing.optimizer_kind(optimizer)
+        mine = {id(p) for p in self.parameters()}
+        n = sum(p.numel() for g in optimizer.param_groups for p in g["params"] if id(p) in mine and p.requires_grad)
+        if n:  # the training state is part of the working set from the first pass on
+            self.residency.set_state(pricing.training_state_bytes(self.hardware.digital, kind, n) * self.stored_copies)
         ref = weakref.ref(self)
 
         def hook(opt, args, kwargs):
             model = ref()
             if model is not None:
-                model._charge_step(opt, kind)
+                model._meter_step(opt, kind)
 
         self._optim_hooks.append(optimizer.register_step_post_hook(hook))
         self._attached.add(optimizer)
 
-    def _charge_step(self, optimizer: torch.optim.Optimizer, kind: str) -> None:
+    def _meter_step(self, optimizer: torch.optim.Optimizer, kind: str) -> None:
         if not self.ledger.enabled:
             return
         mine = {id(p) for p in self.parameters()}
@@ -140,12 +150,10 @@ class ChipModel(nn.Module):
                         nq += p.numel()
         if n == 0:
             return
-        dig = self.hardware.digital
-        self.residency.set_weights(self._stored_weight_bytes() * self.stored_copies)
-        self.residency.set_state(pricing.training_state_bytes(dig, kind, n) * self.stored_copies)
-        self.ledger.charge(self.ledger.current_phase("train"),
-                           pricing.optimizer_step_charges(dig, kind, n, nq, self.residency.state_fraction(),
-                                                          self.residency.weight_fraction()))
+        k = self.stored_copies
+        self.residency.set_weights(self._read_weight_bytes() * k)
+        self.residency.set_state(pricing.training_state_bytes(self.hardware.digital, kind, n) * k)
+        self.meter.optimizer_step(self.ledger.current_phase("train"), kind, n, nq)
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):

@@ -11,8 +11,9 @@ analogue part goes through DAC coding, per-tile MVMs with read noise and the
 ADCs; its backward pass is the straight-through transpose of the programmed
 weights (a transposed crossbar read, charged as such). The LoRA branch runs in
 the digital unit at ``activation_bits`` x ``adapter_bits``: its input, its
-rank-r intermediate and its output are fake-quantised (straight-through). Every
-charge goes through :mod:`avalanche_rm.costs.pricing`.
+rank-r intermediate and its output are fake-quantised (straight-through).
+Layers only count: each call emits one event record (:class:`~avalanche_rm.costs.meter.LayerCall`)
+to the chip's meter, which prices it (:mod:`avalanche_rm.costs`).
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..costs import pricing
 from ..costs.ledger import CostLedger
+from ..costs.meter import LayerCall, Meter
 from ..costs.residency import DigitalResidency
 from ..hardware import crossbar as xb
 from ..hardware.array import AnalogArray
@@ -48,10 +49,6 @@ def check_tensor(name: str, x: torch.Tensor, features: int, dim: int) -> None:
         raise ValueError(f"{name}: input contains NaN or Inf")
 
 
-#: ledger coefficients of a clipped ADC conversion (a count; its energy is that of any conversion)
-_SATURATION = {"adc_saturations": 1.0}
-
-
 class _AnalogMatmul(torch.autograd.Function):
     """Analogue forward, straight-through transposed backward (charged to the ledger)."""
 
@@ -64,7 +61,7 @@ class _AnalogMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         layer: _HybridBase = ctx.layer
-        layer._charge_backward(grad_out.numel() // grad_out.shape[layer._out_dim])
+        layer._meter_backward(grad_out.numel() // grad_out.shape[layer._out_dim])
         return layer._input_grad(grad_out, ctx.in_shape), None, None
 
 
@@ -83,8 +80,8 @@ class _HybridBase(nn.Module):
         self.hardware = hardware
         self.layer_name = name
         self.array = AnalogArray(weight2d, hardware, name)
-        self.ledger: CostLedger = CostLedger()
-        self.residency = DigitalResidency(hardware.digital)
+        self.residency = DigitalResidency(hardware)
+        self.meter = Meter(hardware, CostLedger(), self.residency)
         if bias is not None:
             self.register_buffer("bias", bias.detach().to(torch.float32).clone())
         else:
@@ -97,7 +94,16 @@ class _HybridBase(nn.Module):
         self.scaling: dict[str, float] = {}
         self.active_adapters: list[str] = []
         self.analog_noise = True
-        self._last_samples = 1
+        self._read: dict | None = None
+
+    @property
+    def ledger(self) -> CostLedger:
+        """The ledger this layer's meter charges (the chip's, once in a :class:`HybridModel`)."""
+        return self.meter.ledger
+
+    @ledger.setter
+    def ledger(self, ledger: CostLedger) -> None:
+        self.meter.ledger = ledger
 
     # ------------------------------------------------------------ the analogue array
     @property
@@ -121,18 +127,24 @@ class _HybridBase(nn.Module):
         return self.array.effective_weight()
 
     def program(self, seed: int, phase: str = "deploy") -> ProgrammingReport:
-        """Write-verify every cell from its current state to its target; charge the ledger."""
-        return self._charge_programming(self.array.program(seed), phase)
+        """Write-verify every cell from its current state to its target (the targets arrive from off chip, one
+        level code per cell); charge the ledger."""
+        phase = self.ledger.current_phase(phase)
+        rep = self.meter.programming(self.array.program(seed), phase, self.layer_name)
+        self.meter.level_stream(phase, rep.cells)
+        return rep
 
-    def reprogram_weight(self, new_weight2d: torch.Tensor, phase: str = "deploy") -> ProgrammingReport:
+    def reprogram_weight(self, new_weight2d: torch.Tensor, phase: str = "deploy",
+                         from_fp32: bool = True) -> ProgrammingReport:
         """Change the analogue base to ``new_weight2d`` by write-verify (see :meth:`AnalogArray.reprogram`).
 
-        Besides the write-verify job, the controller's comparison of every weight's old and new target
-        level (which decides the cells that enter the job) is charged to the digital unit.
+        Besides the write-verify job, what decides the cells that enter it is charged: ``from_fp32`` (on-chip
+        training, merging) the comparison of every weight's new and programmed level in the digital unit; else
+        (an update trained off chip) receiving the list of changed cells.
         """
-        rep = self._charge_programming(self.array.reprogram(new_weight2d), phase)
-        self.ledger.charge(self.ledger.current_phase(phase),
-                           pricing.target_compare_charges(self.hardware.digital, new_weight2d.numel()))
+        phase = self.ledger.current_phase(phase)
+        rep = self.meter.programming(self.array.reprogram(new_weight2d), phase, self.layer_name)
+        self.meter.reprogram_plan(phase, new_weight2d.numel(), rep.cells, from_fp32)
         return rep
 
     def drift(self, seconds: float) -> None:
@@ -146,14 +158,6 @@ class _HybridBase(nn.Module):
     def apply_write_noise(self, sigma_us: float, seed: int) -> None:
         """The reference code's one-shot write-noise model on the weight cells (a study tool; free)."""
         self.array.apply_write_noise(sigma_us, seed)
-
-    def _charge_programming(self, rep: ProgrammingReport, phase: str) -> ProgrammingReport:
-        pricing.price_programming(self.hardware.device, rep)
-        phase = self.ledger.current_phase(phase)
-        self.ledger.charge(phase, pricing.programming_charges(rep))
-        self.ledger.log_event("program", phase, layer=self.layer_name, cells=rep.cells, pulses=rep.pulses,
-                              failed_cells=rep.failed_cells, energy_pj=rep.energy_pj)
-        return rep
 
     # ------------------------------------------------------------ adapters
     def _lora_shapes(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -217,6 +221,13 @@ class _HybridBase(nn.Module):
         n_bias = sum(p.numel() for p in self.lora_bias.values())
         return n, n_bias
 
+    def read_digital_params(self) -> tuple[int, int]:
+        """(values at adapter precision, bias values) a forward pass reads: the active adapters' factors and
+        head rows, and one bias vector (the base's and the active adapters' biases, pre-summed)."""
+        n = sum(self.lora_A[a].numel() + self.lora_B[a].numel() for a in self.active_adapters)
+        has_bias = self.bias is not None or any(a in self.lora_bias for a in self.active_adapters)
+        return n, self.out_features if has_bias else 0
+
     # ------------------------------------------------------------ compute
     # how a layer feeds the crossbar: Linear rows are vectors; HybridConv2d overrides these for patches
     _out_dim = -1
@@ -251,102 +262,47 @@ class _HybridBase(nn.Module):
                 y, driven, x2g, saturated = self.array.read_fused(buf, alpha, read_noise=self.analog_noise,
                                                                   images=int(x.shape[0]))
                 y = self._fused_to_output(y, x)
-            self._charge_read(driven, x2g, saturated, n_d, y.numel() // self.out_features, phase)
+            self._note_read(driven, x2g, saturated, n_d, y.numel() // self.out_features, phase)
             return y
         alpha, buf, codes = self._encode(x, xb.input_pad(self.hardware.crossbar, self.grid))
         res = self.array.read(buf, codes, alpha, read_noise=self.analog_noise)
         if self.ledger.enabled:  # the counts are a pass over the codes: skipped when nothing is charged
             driven, x2g = self.array.counts(res)
-            self._charge_read(driven, x2g, res.saturated, res.code_full_scale, codes.shape[0], phase)
+            self._note_read(driven, x2g, res.saturated, res.code_full_scale, codes.shape[0], phase)
         return self._to_output(res.y, x)
 
     def _phase(self) -> str:
         return self.ledger.current_phase("train" if (self.training and torch.is_grad_enabled()) else "infer")
 
-    def _unit_charges(self, key: tuple, fn) -> tuple[dict, dict]:
-        """(per vector, per sample) bills of a charge linear in both, from ``fn(n_vectors, n_samples)``; cached."""
-        cache = self.__dict__.setdefault("_unit_cache", {})
-        c = cache.get(key)
-        if c is None:
-            c = cache[key] = (fn(1, 0), fn(0, 1))
-        return c
+    def _note_read(self, driven: torch.Tensor, x2g: torch.Tensor, saturated: torch.Tensor | None,
+                   code_full_scale: float, n: int, phase: str | None = None) -> None:
+        """Keep one batch of ``n`` analogue reads' counts for the call's event record (see :meth:`_meter_call`)."""
+        self._read = {"driven": driven, "x2g": x2g, "saturated": saturated, "code_full_scale": code_full_scale,
+                      "n": n, "phase": phase or self._phase()}
 
-    def _charge_read(self, driven: torch.Tensor, x2g: torch.Tensor, saturated: torch.Tensor | None,
-                     code_full_scale: float, n: int, phase: str | None = None) -> None:
-        """Charge one batch of ``n`` analogue reads from its counts (driven rows, code^2 G, clipped conversions)."""
+    def _meter_call(self, n_vectors: int, n_samples: int, buffer_bytes: float, nonzero: torch.Tensor | None = None,
+                    lora_rank: int = 0, lora_params: int = 0, lora_training: bool = False, rows: int = 0,
+                    rows_training: bool = False, bias: bool = False) -> None:
+        """Emit this call's event record (the analogue read noted by :meth:`_note_read` plus the digital work)."""
+        read, self._read = self._read, None
         if not self.ledger.enabled:
             return
-        hw = self.hardware
-        phase = phase or self._phase()
-        led = self.ledger
-        rows, cells, per_vec = self._unit_charges(("mvm", code_full_scale), lambda nv, ns: (
-            pricing.driven_row_coefficients(hw, self.grid),
-            pricing.cell_read_coefficients(hw.device, code_full_scale),
-            pricing.mvm_fixed_charges(hw, self.grid, nv)))[0]
-        led.add_scaled(phase, driven, rows)
-        led.add_scaled(phase, x2g, cells)
-        if saturated is not None:
-            led.add_scaled(phase, saturated, _SATURATION)
-        led.add_times(phase, n, per_vec)
-        act = hw.digital.activation_bytes
-        rd, wr = n * self.in_flat * act, n * self.out_features * act
-        self.residency.activations(rd, wr, rd + wr, self._last_samples)
+        phase = read["phase"] if read is not None else self._phase()
+        call = LayerCall(phase, n_vectors, n_samples, self.in_flat, self.out_features, buffer_bytes,
+                         lora_rank=lora_rank, lora_params=lora_params, lora_training=lora_training, nonzero=nonzero,
+                         rows=rows, rows_training=rows_training, bias=bias)
+        if read is not None:
+            call.grid, call.code_full_scale = self.grid, read["code_full_scale"]
+            call.driven, call.x2g, call.saturated = read["driven"], read["x2g"], read["saturated"]
+        self.meter.layer_call(call)
 
-    def _charge_backward(self, n: int) -> None:
+    def _meter_backward(self, n: int) -> None:
         """Transposed read for the input gradient: DACs on columns, ADCs on rows."""
-        if not self.ledger.enabled:
-            return
         # autograd runs backward with grad mode off, so the phase cannot be inferred from it
-        self.ledger.charge(self.ledger.current_phase("train"),
-                           pricing.transposed_read_charges(self.hardware, self.grid, n, self.array.mean_cell_us()))
+        self.meter.transposed_read(self.ledger.current_phase("train"), self.grid, n, self.array.mean_cell_us())
 
-    def _charge_digital(self, n_vectors: int, n_samples: int, dense_macs_per_vector: int, nonzero: torch.Tensor,
-                        macs_per_nonzero: int, weight_params: int, act_read: int, act_write: int, grad: bool,
-                        bias_values: int = 0) -> None:
-        """A digital matrix product of this layer (LoRA branches or head rows), priced by the one rule.
-
-        ``nonzero``: non-zero input values (the input-side MACs skip zeros, as the
-        crossbar skips zero rows); ``dense_macs_per_vector``: the MACs that do not.
-        """
-        if not self.ledger.enabled:
-            return
-        dig = self.hardware.digital
-        training = grad and self.training
-        phase = self._phase()
-        wf = self.residency.weight_fraction()
-
-        def bill(nv, ns):
-            c = pricing.digital_linear_charges(dig, nv, ns, dense_macs_per_vector, weight_params, act_read, act_write,
-                                               training, weight_fraction=wf)
-            return pricing.combine(c, pricing.bias_charges(dig, nv, ns, bias_values)) if bias_values else c
-
-        key = ("digital", dense_macs_per_vector, weight_params, act_read, act_write, training, wf, bias_values)
-        per_vec, per_sample = self._unit_charges(key, bill)
-        self.ledger.add_times(phase, n_vectors, per_vec)
-        self.ledger.add_times(phase, n_samples, per_sample)
-        self.ledger.add_scaled(phase, nonzero, self._unit_charges(
-            ("nonzero-mac", training, macs_per_nonzero),
-            lambda nv, ns: pricing.scaled(pricing.mac_coefficients(dig, training), macs_per_nonzero))[0])
-        act = dig.activation_bytes
-        rd, wr = n_vectors * act_read * act, n_vectors * act_write * act
-        if training:  # saved for the backward pass, read again, input gradients written
-            rd, wr = rd + rd + wr, wr + rd
-        self.residency.activations(rd, wr, n_vectors * (act_read + act_write) * act, n_samples)
-
-    def _charge_bias(self, n_vectors: int, n_samples: int) -> None:
-        if self.ledger.enabled:
-            per_vec, per_sample = self._unit_charges(("bias",), lambda nv, ns: pricing.bias_charges(
-                self.hardware.digital, nv, ns, self.out_features))
-            phase = self._phase()
-            self.ledger.add_times(phase, n_vectors, per_vec)
-            self.ledger.add_times(phase, n_samples, per_sample)
-
-    def _charge_weight_gradient(self, n: int) -> None:
-        """dW outer products in the digital unit plus the transposed analogue read for dx."""
-        if not self.ledger.enabled:
-            return
-        self.ledger.charge(self.ledger.current_phase("train"),
-                           pricing.weight_gradient_charges(self.hardware, self.grid, n, self.array.mean_cell_us()))
+    def _training_pass(self) -> bool:
+        return self.training and torch.is_grad_enabled()
 
     def _base(self, x2: torch.Tensor) -> torch.Tensor:
         shadow = getattr(self, "weight_shadow", None)
@@ -356,7 +312,9 @@ class _HybridBase(nn.Module):
             with torch.no_grad():
                 y = self._analog_forward(x2, phase)
             lin = self._shadow_out(x2, shadow)
-            self._charge_weight_gradient(lin.numel() // lin.shape[self._out_dim])
+            # dW outer products in the digital unit plus the transposed analogue read for dx
+            self.meter.weight_gradient(phase, self.grid, lin.numel() // lin.shape[self._out_dim],
+                                       self.array.mean_cell_us())
             return y + (lin - lin.detach())
         if not (torch.is_grad_enabled() and x2.requires_grad):
             return self._analog_forward(x2)
@@ -373,14 +331,14 @@ class _HybridBase(nn.Module):
             self.weight_shadow = nn.Parameter(self.target_weight().detach().clone())
         return self.weight_shadow
 
-    def _lora_terms(self) -> tuple[list[str], int, int, int, bool]:
-        """(active names, rank sum, stored factor values, bias values, whether any is trained)."""
+    def _lora_terms(self) -> tuple[list[str], int, int, bool, bool]:
+        """(active names, rank sum, stored factor values, whether any has a bias, whether any is trained)."""
         names = self.active_adapters
         rsum = sum(self.r[n] for n in names)
         n_params = sum(self.lora_A[n].numel() + self.lora_B[n].numel() for n in names)
-        n_bias = sum(self.out_features for n in names if n in self.lora_bias)
+        has_bias = any(n in self.lora_bias for n in names)
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters(names))
-        return names, rsum, n_params, n_bias, grad
+        return names, rsum, n_params, has_bias, grad
 
     def extra_repr(self) -> str:
         return f"adapters={list(self.lora_A)}, active={self.active_adapters}"
@@ -456,6 +414,11 @@ class HybridLinear(_HybridBase):
         k = self.digital_out_features
         return n + k * self.in_features, n_bias + k
 
+    def read_digital_params(self) -> tuple[int, int]:
+        n, n_bias = super().read_digital_params()
+        k = self.digital_out_features
+        return n + k * self.in_features, n_bias + k
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with hybrid_layer_scope():
             return self._forward(x)
@@ -465,17 +428,20 @@ class HybridLinear(_HybridBase):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         n, ns = x2.shape[0], _samples(x)
-        self._last_samples = ns
+        self._read = None
         y = self._base(x2)
         dig = self.hardware.digital
         k = self.digital_out_features
+        metering = self.ledger.enabled
         # the INT8 input of the digital unit, and its non-zero count, are shared by the LoRA branches and head rows
         xq = nz = None
         if self.active_adapters or k:
             xq = fake_quantize_per_sample(x2, dig.activation_bits, ns)
-            nz = torch.count_nonzero(xq.detach())
+            nz = torch.count_nonzero(xq.detach()) if metering else None
+        rsum = n_params = 0
+        lora_bias = lora_grad = rows_grad = False
         if self.active_adapters:
-            names, rsum, n_params, n_bias, grad = self._lora_terms()
+            names, rsum, n_params, lora_bias, lora_grad = self._lora_terms()
             bits, abits = dig.adapter_bits, dig.activation_bits
             for name in names:
                 a = fake_quantize(self.lora_A[name], bits)
@@ -484,17 +450,20 @@ class HybridLinear(_HybridBase):
                 y = y + fake_quantize_per_sample((h @ b.t()) * self.scaling[name], abits, ns)
                 if name in self.lora_bias:
                     y = y + self.lora_bias[name]
-            self._charge_digital(n, ns, rsum * self.out_features, nz, rsum, n_params,
-                                 self.in_features + rsum, rsum + self.out_features, grad, n_bias)
         if self.bias is not None:
             y = y + self.bias
-            self._charge_bias(n, ns)
         if k:
             dw = fake_quantize(self.digital_weight, dig.adapter_bits)
             y = torch.cat([y, fake_quantize_per_sample(xq @ dw.t(), dig.activation_bits, ns) + self.digital_bias],
                           dim=-1)
-            self._charge_digital(n, ns, 0, nz, k, dw.numel(), self.in_features, k,
-                                 torch.is_grad_enabled() and self.digital_weight.requires_grad, k)
+            rows_grad = torch.is_grad_enabled() and self.digital_weight.requires_grad
+        if metering:
+            training = self._training_pass()
+            act = dig.activation_bytes
+            # training keeps the call's input and output for the backward pass; inference streams one vector
+            buf = (x2.numel() + y.numel()) * act if training else (self.in_features + self.out_features + k) * act
+            self._meter_call(n, ns, buf, nz, rsum, n_params, lora_grad and self.training, k,
+                             rows_grad and self.training, self.bias is not None or lora_bias)
         return y.reshape(*lead, self.out_features + k)
 
 
@@ -624,11 +593,15 @@ class HybridConv2d(_HybridBase):
         check_tensor(self.layer_name or "HybridConv2d", x, self.in_channels, -3)
         if x.dim() != 4:
             raise ValueError(f"{self.layer_name or 'HybridConv2d'}: expected a 4-D input, got shape {tuple(x.shape)}")
-        self._last_samples = int(x.shape[0])
+        self._read = None
         y = self._base(x)
         n, ns = y.numel() // self.out_channels, x.shape[0]
+        metering = self.ledger.enabled
+        nz = None
+        rsum = n_params = 0
+        lora_bias = lora_grad = False
         if self.active_adapters:
-            names, rsum, n_params, n_bias, grad = self._lora_terms()
+            names, rsum, n_params, lora_bias, lora_grad = self._lora_terms()
             bits, abits = self.hardware.digital.adapter_bits, self.hardware.digital.activation_bits
             xq = fake_quantize_per_sample(x, abits, ns)
             for name in names:
@@ -639,9 +612,16 @@ class HybridConv2d(_HybridBase):
                 y = y + fake_quantize_per_sample(F.conv2d(h_, b) * self.scaling[name], abits, ns)
                 if name in self.lora_bias:
                     y = y + self.lora_bias[name].view(1, -1, 1, 1)
-            self._charge_digital(n, ns, rsum * self.out_channels, self._patch_nonzeros(xq), rsum, n_params,
-                                 self.in_flat + rsum, rsum + self.out_channels, grad, n_bias)
+            nz = self._patch_nonzeros(xq) if metering else None
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
-            self._charge_bias(n, ns)
+        if metering:
+            act = self.hardware.digital.activation_bytes
+            if self._training_pass():
+                buf = (x[0].numel() + y[0].numel()) * ns * act
+            else:  # a line buffer: the input rows under the kernel (padded) and one output row
+                w_in = x.shape[3] + 2 * self.padding[1]
+                buf = (self.kernel_size[0] * w_in * self.in_channels + y.shape[3] * self.out_channels) * act
+            self._meter_call(n, ns, buf, nz, rsum, n_params, lora_grad and self.training, bias=self.bias is not None
+                             or lora_bias)
         return y

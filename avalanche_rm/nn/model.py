@@ -64,8 +64,8 @@ class HybridModel(ChipModel):
         source = layers[0].array.noise_source if layers else None
         scratch = layers[0].array.workspace if layers else None
         for layer in layers:
-            layer.ledger = self.ledger
             layer.residency = self.residency
+            layer.meter = self.meter  # and with it the chip's ledger
             layer.array.noise_source = source
             layer.array.workspace = scratch
 
@@ -182,13 +182,17 @@ class HybridModel(ChipModel):
             raise ValueError(f"base classes must be non-negative, got {list(classes)}")
         self._base_classes = cls
 
-    def _stored_weight_bytes(self) -> float:
+    def _read_weight_bytes(self) -> float:
         dig = self.hardware.digital
         total = 0.0
         for layer in self.hybrid_layers():
-            n, n_bias = layer.stored_digital_params()
+            n, n_bias = layer.read_digital_params()
             total += n * dig.adapter_bytes_per_param + n_bias * pricing.BIAS_BYTES
         return total
+
+    def set_hardware(self, hardware: HardwareConfig) -> None:
+        """Price this chip's work with ``hardware`` from now on (the layers share the chip's meter)."""
+        super().set_hardware(hardware)
 
     def _quantised_params(self) -> set[int]:
         out = {id(p) for layer in self.hybrid_layers() for d in (layer.lora_A, layer.lora_B) for p in d.values()}
@@ -457,9 +461,10 @@ class HybridModel(ChipModel):
         return total
 
     def sram_footprint(self) -> dict[str, float]:
-        """What the digital unit stores (bytes): adapters, the last training pass's activations and the
-        training state of the attached optimisers, against the SRAM."""
-        self.residency.set_weights(self._stored_weight_bytes() * self.stored_copies)
+        """The digital unit's working set (bytes): the weights a pass reads (active adapters, head rows, biases),
+        the activations of the last pass and of the last training pass, the training state of the attached
+        optimisers; against the SRAM and the local buffers."""
+        self.residency.set_weights(self._read_weight_bytes() * self.stored_copies)
         return self.residency.footprint()
 
     def to_software(self, merge_active: bool = True) -> nn.Module:

@@ -19,25 +19,37 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 _inside = threading.local()
 
-#: one ALU operation per output element
-SIMPLE = frozenset({
-    "add", "sub", "rsub", "mul", "neg", "relu", "threshold", "gt", "lt", "ge", "le", "eq", "ne", "maximum",
-    "minimum", "clamp", "clamp_min", "clamp_max", "abs", "where", "sign", "hardtanh", "leaky_relu", "masked_fill",
-    "logical_and", "logical_or", "logical_not", "bitwise_and", "bitwise_or", "square", "addcmul", "lerp",
-    "hardsigmoid", "hardswish", "relu6", "round", "floor", "ceil", "fmod", "remainder",
+#: one INT8 add or compare per output element
+ADDS = frozenset({
+    "add", "sub", "rsub", "neg", "relu", "threshold", "gt", "lt", "ge", "le", "eq", "ne", "maximum", "minimum",
+    "clamp", "clamp_min", "clamp_max", "abs", "where", "sign", "hardtanh", "masked_fill", "logical_and", "logical_or",
+    "logical_not", "bitwise_and", "bitwise_or", "relu6", "round", "floor", "ceil",
 })
+#: one INT8 multiply per output element
+MULS = frozenset({"mul", "square", "leaky_relu"})
+#: one INT8 multiply and one add per output element
+MULADDS = frozenset({"addcmul", "lerp", "hardsigmoid", "hardswish"})
 #: a transcendental (exp, log, division, square root, activation functions) per output element
 TRANSCENDENTAL = frozenset({
     "exp", "log", "sqrt", "rsqrt", "div", "reciprocal", "pow", "tanh", "sigmoid", "gelu", "silu", "elu", "selu",
-    "softplus", "_softmax", "_log_softmax", "erf", "sin", "cos", "logsumexp", "log1p", "expm1", "mish",
+    "softplus", "_softmax", "_log_softmax", "erf", "sin", "cos", "logsumexp", "log1p", "expm1", "mish", "fmod",
+    "remainder",
 })
-#: one ALU operation per input element
-REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "max", "min", "prod", "cumsum", "var", "std", "norm",
-                        "linalg_vector_norm", "max_pool2d_with_indices", "max_pool2d", "avg_pool2d",
-                        "adaptive_avg_pool2d", "max_pool1d", "avg_pool1d", "_adaptive_avg_pool2d"})
-#: (simple, transcendental) operations per element of normalisation layers
-NORMS = {"native_layer_norm": (5.0, 1.0), "native_group_norm": (5.0, 1.0), "native_batch_norm": (2.0, 0.0),
-         "_native_batch_norm_legit_no_training": (2.0, 0.0), "_native_batch_norm_legit": (5.0, 1.0)}
+#: reductions: operations per input element, by kind (accumulating sums at INT32, maxima by INT8 compares)
+REDUCTIONS = {
+    **dict.fromkeys(("sum", "mean", "cumsum", "avg_pool2d", "avg_pool1d", "adaptive_avg_pool2d",
+                     "_adaptive_avg_pool2d"), {"int32_adds": 1.0}),
+    **dict.fromkeys(("amax", "amin", "max", "min", "max_pool2d_with_indices", "max_pool2d", "max_pool1d"),
+                    {"int8_adds": 1.0}),
+    **dict.fromkeys(("var", "std", "norm", "linalg_vector_norm"), {"int32_adds": 1.0, "int8_muls": 1.0}),
+    "prod": {"int8_muls": 1.0},
+}
+#: normalisation layers, operations per element by kind: mean and variance sums (INT32), centring, square,
+#: normalise, scale and shift, and one reciprocal square root
+_FULL_NORM = {"int32_adds": 2.0, "int8_adds": 2.0, "int8_muls": 3.0, "transcendentals": 1.0}
+NORMS = {"native_layer_norm": _FULL_NORM, "native_group_norm": _FULL_NORM, "_native_batch_norm_legit": _FULL_NORM,
+         "native_batch_norm": {"int8_muls": 1.0, "int8_adds": 1.0},
+         "_native_batch_norm_legit_no_training": {"int8_muls": 1.0, "int8_adds": 1.0}}
 MATMULS = frozenset({"mm", "addmm", "bmm", "baddbmm", "matmul", "convolution", "linear"})
 #: data movement and bookkeeping: no arithmetic
 MOVES = frozenset({
@@ -93,14 +105,27 @@ def _first_tensor(x):
 
 @dataclass
 class DigitalProfile:
-    """Digital work of one forward pass, per sample."""
+    """Digital work of one forward pass, per sample: element-wise operations by kind (``int8_adds``,
+    ``int32_adds``, ``int8_muls``, ``transcendentals``), MACs of unconverted matmuls, values read."""
 
-    simple_ops: float = 0.0
-    transcendental_ops: float = 0.0
+    ops: dict[str, float] = field(default_factory=dict)
     macs: float = 0.0
     weight_values: float = 0.0       # operands of unconverted matmuls (weights), read once per sample
     lookup_values: float = 0.0       # embedding rows read
     unclassified: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kinds: dict[str, float], n: float) -> None:
+        for k, v in kinds.items():
+            self.ops[k] = self.ops.get(k, 0.0) + v * n
+
+    @property
+    def simple_ops(self) -> float:
+        """Adds, compares and multiplies."""
+        return sum(v for k, v in self.ops.items() if k != "transcendentals")
+
+    @property
+    def transcendental_ops(self) -> float:
+        return self.ops.get("transcendentals", 0.0)
 
 
 class DigitalOpCounter(TorchDispatchMode):
@@ -131,17 +156,18 @@ class DigitalOpCounter(TorchDispatchMode):
         elif name == "embedding":
             p.lookup_values += _numel(out)
         elif name in NORMS:
-            s, t = NORMS[name]
-            n = _numel(args[0])
-            p.simple_ops += s * n
-            p.transcendental_ops += t * n
+            p.add(NORMS[name], _numel(args[0]))
         elif name in REDUCTIONS:
-            p.simple_ops += _numel(args[0])
+            p.add(REDUCTIONS[name], _numel(args[0]))
         elif name in TRANSCENDENTAL:
-            p.transcendental_ops += _numel(_first_tensor(out))
+            p.add({"transcendentals": 1.0}, _numel(_first_tensor(out)))
+        elif name in MULS:
+            p.add({"int8_muls": 1.0}, _numel(_first_tensor(out)))
+        elif name in MULADDS:
+            p.add({"int8_muls": 1.0, "int8_adds": 1.0}, _numel(_first_tensor(out)))
         else:
-            p.simple_ops += _numel(_first_tensor(out))
-            if name not in SIMPLE:
+            p.add({"int8_adds": 1.0}, _numel(_first_tensor(out)))
+            if name not in ADDS:
                 p.unclassified[name] = p.unclassified.get(name, 0) + 1
         return out
 
@@ -165,5 +191,5 @@ def profile_key(args: tuple, kwargs: dict, training: bool) -> tuple:
 def per_sample(profile: DigitalProfile, n: int) -> DigitalProfile:
     """Work per sample of a pass over ``n`` samples; weights are read once per sample, so they stay whole."""
     k = 1.0 / max(n, 1)
-    return DigitalProfile(profile.simple_ops * k, profile.transcendental_ops * k, profile.macs * k,
-                          profile.weight_values, profile.lookup_values * k, dict(profile.unclassified))
+    return DigitalProfile({kind: v * k for kind, v in profile.ops.items()}, profile.macs * k, profile.weight_values,
+                          profile.lookup_values * k, dict(profile.unclassified))

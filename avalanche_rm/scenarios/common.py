@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from ..costs.fields import TABLE_KEYS
 from ..hardware.config import HardwareConfig
 from ..hardware.programming import ProgrammingReport
 from ..nn.model import HybridModel, convert_to_hybrid
@@ -226,7 +227,7 @@ class AnalogWriteBack:
         with torch.no_grad():
             rep = ProgrammingReport()
             for (_, layer), (_, old) in zip(self.model.named_hybrid_layers(), before.named_hybrid_layers()):
-                rep += old.reprogram_weight(layer.weight_shadow.detach(), phase="deploy-update")
+                rep += old.reprogram_weight(layer.weight_shadow.detach(), phase="deploy-update", from_fp32=False)
         self.deploy[name] = rep
 
     def freeze(self) -> None:
@@ -264,9 +265,7 @@ def phase_bill(model: HybridModel, phase: str) -> dict[str, float]:
     s = model.ledger.by_phase().get(phase, {})
     prog = s.get("energy_program_pj", 0.0)
     return {"compute_energy_pj": s.get("energy_pj", 0.0) - prog, "program_energy_pj": prog,
-            "pulses": s.get("pulses", 0.0), "cells_programmed": s.get("cells_programmed", 0.0),
-            "sram_write_bytes": s.get("sram_write_bytes", 0.0), "latency_ns": s.get("latency_ns", 0.0),
-            "steps": s.get("steps", 0.0)}
+            **{k: s.get(k, 0.0) for k in TABLE_KEYS}, "steps": s.get("steps", 0.0)}
 
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]

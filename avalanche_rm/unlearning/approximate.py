@@ -14,7 +14,6 @@ from typing import Callable
 
 import torch
 
-from ..costs import pricing
 from ..nn.chip import ChipModel
 from .attacks import accuracy_of
 from .objectives import Objective, ObjectiveContext, get_objective
@@ -72,7 +71,7 @@ def train_objective(model: ChipModel, params: list, objective: Objective, forget
         model.eval()
         with torch.no_grad():  # the model before this run: its outputs are kept in digital memory
             teacher = torch.cat([model(x[i:i + 512]) for i in range(0, len(y), 512)]).detach()
-        model.ledger.charge(phase, pricing.memory_write(dig, teacher.numel() * dig.activation_bytes))
+        model.meter.activation_traffic(phase, write_bytes=teacher.numel() * dig.activation_bytes)
     ctx = ObjectiveContext(n_classes=n_classes, generator=gen, retained_classes=retained_classes)
     steps = 0
     settle_left = None  # epochs still to run once the stopping rule is met
@@ -86,7 +85,7 @@ def train_objective(model: ChipModel, params: list, objective: Objective, forget
             ctx.step = steps
             if teacher is not None:
                 ctx.teacher_out = teacher[b]
-                model.ledger.charge(phase, pricing.memory_read(dig, ctx.teacher_out.numel() * dig.activation_bytes))
+                model.meter.activation_traffic(phase, read_bytes=ctx.teacher_out.numel() * dig.activation_bytes)
             objective.loss(out, y[b], is_f[b], ctx).backward()
             opt.step()
             steps += 1

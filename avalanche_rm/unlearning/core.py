@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
+from ..costs.fields import AUDIT_KEYS
 from ..costs.ledger import CostLedger
 from .audit import AuditLog
 from .auth import HOW_TO_SIGN, KeyDirectory, Principal, SignedRequest
@@ -41,8 +42,8 @@ Rollback = tuple[Callable[[], Any], Callable[[Any], None]]
 Measure = Callable[[Any, tuple, tuple], dict]
 Check = Callable[[torch.Tensor, ForgetRequest], None]
 
-#: ledger quantities an audit record reports
-COST_KEYS = ("energy_pj", "latency_ns", "pulses", "cells_programmed", "digital_macs", "dram_bytes")
+#: ledger quantities an audit record reports (the field table's audit fields)
+COST_KEYS = AUDIT_KEYS
 
 
 class ForgetCore:
