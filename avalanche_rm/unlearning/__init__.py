@@ -22,7 +22,7 @@ from .audit import AuditKey, AuditLog, ChainedLog, VerifyResult, data_digest, ve
 from .auth import KeyDirectory, Principal, PublicKey, SignedRequest, SigningKey, generate_keys
 from .core import ForgetCore
 from .holders import HOLDERS, ForgetContext, HolderHandler, HolderRegistry
-from .judge import ForgetFailed, JudgePolicy, judge
+from .judge import ForgetFailed, ForgetFlagged, JudgePolicy, judge
 from .methods import Method, check_method, get_method, method_names, register_method
 from .metrics import gap_to_retrain, unlearning_row, verify
 from .objectives import Objective, ObjectiveContext, get_objective, objective_names, register_objective, weighted_ce
@@ -32,7 +32,7 @@ from .sisa import ShardedAdapters, weighted_average
 from .store import ForgottenStore
 
 __all__ = ["HOLDERS", "AuditKey", "AuditLog", "ChainedLog", "DataRegistry", "ForgetContext", "ForgetCore",
-           "ForgetFailed", "ForgetRefused", "ForgetRequest", "ForgottenStore", "HolderHandler", "HolderRegistry",
+           "ForgetFailed", "ForgetFlagged", "ForgetRefused", "ForgetRequest", "ForgottenStore", "HolderHandler", "HolderRegistry",
            "JudgePolicy", "KeyDirectory", "LiRA", "Method", "Objective",
            "ObjectiveContext", "Principal", "PublicKey", "ShardedAdapters", "SignedRequest", "SigningKey",
            "VerifyResult", "accuracy_of", "auc_interval", "check_method", "data_digest", "dataset_tensors",

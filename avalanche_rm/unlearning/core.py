@@ -26,7 +26,7 @@ from ..costs.fields import AUDIT_KEYS
 from ..costs.ledger import CostLedger
 from .audit import AuditLog
 from .auth import HOW_TO_SIGN, KeyDirectory, Principal, SignedRequest
-from .judge import ForgetFailed, JudgePolicy, judge
+from .judge import ForgetFailed, ForgetFlagged, JudgePolicy, judge
 from .methods import Method, check_method, get_method, weaker
 from .metrics import verify
 from .registry import DataRegistry
@@ -202,7 +202,7 @@ class ForgetCore:
         if record.get("status") == "flagged":
             warnings.warn(f"avalanche-rm: forget request {record['request']['request_id']} ({record['method']}) is "
                           f"flagged: it failed {', '.join(record['judgement']['failed'])}; see record['judgement']",
-                          stacklevel=3)
+                          ForgetFlagged, stacklevel=3)
 
     def _carry_out(self, request: ForgetRequest, ids: torch.Tensor, method: Method, options: dict, *, model,
                    ledger: CostLedger, apply: Apply, purge: Iterable[Purge], verify_model, measure: Measure | None,

@@ -32,6 +32,11 @@ from .approximate import CLASS_STOP_ACCURACY
 ON_FAIL = ("flag", "rollback", "raise")
 
 
+class ForgetFlagged(UserWarning):
+    """Warned when an approximate request is honoured but flagged (``JudgePolicy(on_fail="flag")``); a caller that
+    reports each record's ``status`` itself may filter this category."""
+
+
 class ForgetFailed(RuntimeError):
     """An approximate forget request failed its judgement and the policy said not to keep the result."""
 
