@@ -39,7 +39,9 @@ from .forget import FederatedForgetRequest
 def _weighted_average(contribs: dict[int, tuple[ArrayRecord, int]]) -> ArrayRecord | None:
     if not contribs or sum(n for _, n in contribs.values()) <= 0:
         return None
-    items = list(contribs.values())
+    # summed in node order, not in the order replies arrived (Flower samples nodes at random): the aggregate of
+    # the same contributions is the same to the last bit, which a replayed federation relies on
+    items = [contribs[nid] for nid in sorted(contribs)]
     return ArrayRecord(weighted_average([a.to_torch_state_dict() for a, _ in items], [n for _, n in items]))
 
 
