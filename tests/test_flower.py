@@ -68,7 +68,8 @@ def test_dropping_a_client_gives_exactly_the_aggregate_without_it():
     others = {k: v for k, v in strat.contributions.items() if k != victim}
     total = sum(n for _, n in others.values())
     expected = {}
-    for arrays, n in others.values():
+    for nid in sorted(others):  # the server's rule: summed in node order
+        arrays, n = others[nid]
         for k, v in arrays.to_torch_state_dict().items():
             expected[k] = expected.get(k, 0) + v.double() * (n / total)
     new = strat.drop_client(victim).to_torch_state_dict()
