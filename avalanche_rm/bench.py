@@ -121,12 +121,13 @@ NOISE_COLUMNS = ("noise (table)", "noise (exact)", "noise (counter)", "no read n
 
 
 def bench_forward(preset: str, device: torch.device, fused_read: bool = False, models=FORWARD_MODELS,
-                  samplers: tuple[str, ...] = ("table", "exact", "counter"),
+                  samplers: tuple[str, ...] = ("table", "exact", "counter"), repeats: int = 7,
                   ) -> list[tuple[str, float, dict[str, float]]]:
     """Per model: plain ms and hybrid / plain ratios for each read-noise setting (and the tiled-matmul floor).
 
     ``fused_read``: take the compiled read path (:mod:`avalanche_rm.hardware.fused`); its first call per
     shape (the compilation) happens before timing and is reported by :func:`fused.compile_seconds`.
+    ``repeats``: interleaved timings per figure (their median is reported).
     """
     from .hardware import fused
 
@@ -145,16 +146,16 @@ def bench_forward(preset: str, device: torch.device, fused_read: bool = False, m
             with torch.no_grad():
                 floor = _tiled_matmul(hyb)
                 if floor(x) is not None:  # dilated convolutions: no floor
-                    tp, tf = _interleaved(lambda: plain(x), lambda: floor(x))
+                    tp, tf = _interleaved(lambda: plain(x), lambda: floor(x), repeats=repeats)
                     ratios["tiled matmul only"] = tf / tp
                 for mode in samplers:
                     if mode == "counter" and not fused_read:
                         continue  # eager counter draws are a reference, not a way to run (see noise_source)
                     hyb.set_noise_sampler(mode)
-                    tp, th = _interleaved(lambda: plain(x), lambda: hyb(x))
+                    tp, th = _interleaved(lambda: plain(x), lambda: hyb(x), repeats=repeats)
                     ratios[f"noise ({mode})"] = th / tp
                 hyb.set_analog_noise(False)
-                tp, th = _interleaved(lambda: plain(x), lambda: hyb(x))
+                tp, th = _interleaved(lambda: plain(x), lambda: hyb(x), repeats=repeats)
                 ratios["no read noise"] = th / tp
             rows.append((label, tp * 1e3, ratios))
     finally:
@@ -162,8 +163,8 @@ def bench_forward(preset: str, device: torch.device, fused_read: bool = False, m
     return rows
 
 
-def bench_gemm_backends(device: torch.device, batch: int = 256, features: int = 512, tiles: int = 4
-                        ) -> dict[str, float] | None:
+def bench_gemm_backends(device: torch.device, batch: int = 256, features: int = 512, tiles: int = 4,
+                        repeats: int = 7) -> dict[str, float] | None:
     """Milliseconds for the same products by the two routes torch offers on a CPU, or None without oneDNN.
 
     Plain torch's ``nn.Linear`` goes through the BLAS (MKL); the fused read's per-tile products go through
@@ -183,7 +184,7 @@ def bench_gemm_backends(device: torch.device, batch: int = 256, features: int = 
         t_lin, t_bmm, t_conv = _interleaved(
             lambda: torch.nn.functional.linear(x, lin),
             lambda: torch.bmm(x.view(batch, tiles, -1).transpose(0, 1), w),
-            lambda: fused.tile_partials(x, w_conv, tiles))
+            lambda: fused.tile_partials(x, w_conv, tiles), repeats=repeats)
     return {"linear (BLAS)": 1e3 * t_lin, "tile bmm (BLAS)": 1e3 * t_bmm, "tile grouped conv (oneDNN)": 1e3 * t_conv}
 
 
@@ -488,9 +489,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--ray-clients", type=int, default=100,
                     help="clients of the Flower simulation-engine (Ray) federation (0: skip it)")
+    ap.add_argument("--repeats", type=int, default=7,
+                    help="interleaved timings per forward figure, median reported (1: a quick look, noisy figures)")
     ap.add_argument("--no-fused", action="store_true",
                     help="skip the fused compiled read's forward table (and its compile time)")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -504,7 +509,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"forward time, hybrid / plain torch, {path} (eval, no_grad; ledger on)")
         print(f"  {'model':<42s} {'plain ms':>8s} " + " ".join(f"{c:>17s}" for c in cols))
         before = fused.compile_seconds()
-        rows = results[fused_read] = bench_forward(args.preset, dev, fused_read=fused_read)
+        rows = results[fused_read] = bench_forward(args.preset, dev, fused_read=fused_read, repeats=args.repeats)
         for label, tp, r in rows:
             cells = " ".join(f"{r[c]:16.2f}x" if c in r else f"{'-':>17s}" for c in cols)
             print(f"  {label:<42s} {tp:8.3f} {cells}")
@@ -518,7 +523,7 @@ def main(argv: list[str] | None = None) -> None:
         gaps = ", ".join(f"{c.split('(')[-1].rstrip(')')} {held[c] - bench_mlp[c]:+.2f}x" for c in NOISE_COLUMNS
                          if c in held and c in bench_mlp)
         print(f"  held-out MLP ratio minus bench MLP ratio: {gaps}\n")
-    gemm = bench_gemm_backends(dev)
+    gemm = bench_gemm_backends(dev, repeats=args.repeats)
     if gemm is not None:
         print("the same 512x512 products at batch 256 (4 tiles for the tile routes), ms: "
               + ", ".join(f"{k} {v:.3f}" for k, v in gemm.items()) + "\n")

@@ -322,7 +322,7 @@ def test_deployment_engine_two_supernodes_forget_request_reaches_the_right_chip(
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     (tmp_path / "flwr").mkdir()
     out = subprocess.run(["bash", str(root / "examples" / "flower_app" / "deploy.sh"), "2",
-                          "num-server-rounds=1 forget-round=1 forget-partition=1 forget-samples=0"],
+                          "num-server-rounds=1 fraction-evaluate=0 forget-round=1 forget-partition=1 forget-samples=0"],
                          env=env, capture_output=True, text=True, timeout=480)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
@@ -332,6 +332,7 @@ def test_deployment_engine_two_supernodes_forget_request_reaches_the_right_chip(
     assert "forget request honoured on partition 1" in node1      # the chip that held partition 1 did the work
     assert "forget request honoured" not in node0                 # the other chip never saw the request
     assert "train.forget" in node1 and "train.forget" not in node0
+    assert "evaluate message" not in node0 + node1              # fraction-evaluate=0: no client evaluated
     # everything the script started is gone (process groups killed by id; zombies awaiting their reaper aside)
     pids = [int(p) for p in re.search(r"stopped 3 process groups: ([\d ]+)", text).group(1).split()]
     time.sleep(1)

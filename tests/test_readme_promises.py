@@ -124,7 +124,7 @@ def test_presets_command_lists_every_preset_with_its_source():
 def test_bench_prints_every_section(capsys):
     from avalanche_rm import bench
 
-    bench.main(["--cells", "20000", "--ray-clients", "2", "--no-fused"])  # the fused table: tests/test_fused.py
+    bench.main(["--cells", "20000", "--ray-clients", "2", "--no-fused", "--repeats", "1"])  # the fused table: tests/test_fused.py
     out = capsys.readouterr().out
     for section in ("forward time, hybrid / plain torch, eager", "tiled matmul only", "held-out MLP ratio",
                     "write-verify programming throughput", "module memory", "federated round",

@@ -377,8 +377,9 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
     """A Flower ``ServerApp`` running :func:`run_federation` over adapter-only FedAvg.
 
     ``run_config`` (``[tool.flwr.app.config]`` under ``flwr run``) may set
-    ``num-server-rounds`` and ``replay``; ``schedule_fn(run_config)`` may build the forget
-    schedule from it. ``on_result(result)`` receives the :class:`FederationResult`.
+    ``num-server-rounds``, ``replay`` and ``fraction-evaluate`` (as in Flower's app template: the
+    share of clients that evaluate each round, 0 for none); ``schedule_fn(run_config)`` may build
+    the forget schedule from it. ``on_result(result)`` receives the :class:`FederationResult`.
     An audit log (``audit_path``, or ``audit-path`` in the run config) needs the
     controller's ``audit_key``.
     """
@@ -393,8 +394,12 @@ def make_server_app(base_fn, hardware, *, rank: int = 4, alpha: float = 8.0, num
     def main(grid: Grid, context: Context) -> None:
         rounds = int(context.run_config.get("num-server-rounds", num_rounds))
         n = len(list(grid.get_node_ids()))
+        fe = float(context.run_config.get("fraction-evaluate", 1.0))
+        if not 0.0 <= fe <= 1.0:
+            raise ValueError(f"fraction-evaluate must be in [0, 1], got {fe!r}")
         model = adapter_model(base_fn, hardware, rank, alpha)
-        strategy = AdapterFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
+        strategy = AdapterFedAvg(min_train_nodes=n, min_available_nodes=n, fraction_evaluate=fe,
+                                 min_evaluate_nodes=max(1, int(n * fe)))
         sched = schedule_fn(dict(context.run_config)) if schedule_fn is not None else forget_schedule
         result = run_federation(grid, strategy, adapter_record(model), rounds, sched,
                                 audit_path=context.run_config.get("audit-path", audit_path), audit_key=audit_key,
